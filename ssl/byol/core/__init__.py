@@ -1,0 +1,15 @@
+"""The online/target machinery shared by every method. Knows no modality."""
+
+from .base import OnlineTargetModule
+from .ema import ema_update, make_target
+from .heads import BYOLMLP, BYOLPredictionHead, BYOLProjectionHead
+from .losses import normalized_mse, symmetric_byol_loss
+from .monitor import OnlineLinearProbe, embedding_std, rankme
+from .optim import param_groups
+from .schedules import ConstantTau, CosineTau, LinearTau, TauSchedule, WarmupCosine, warmup_cosine
+
+__all__ = [
+    "BYOLMLP", "BYOLPredictionHead", "BYOLProjectionHead", "ConstantTau", "CosineTau", "LinearTau",
+    "OnlineLinearProbe", "OnlineTargetModule", "TauSchedule", "WarmupCosine", "ema_update", "embedding_std",
+    "make_target", "normalized_mse", "param_groups", "rankme", "symmetric_byol_loss", "warmup_cosine",
+]

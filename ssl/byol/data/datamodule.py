@@ -1,0 +1,61 @@
+"""A datamodule over any map-style datasets: batching only, no transforms (views are made on the device)."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+class DataModule(L.LightningDataModule):
+    """Wraps a training dataset (and optionally a labeled validation one) into DataLoaders.
+
+    Datasets yield ``(sample, label)`` with ``label = -1`` for unlabeled
+    samples and do nothing random; the method turns batches into views on the
+    device.
+
+    Args:
+        train: the pretraining dataset.
+        val: a labeled dataset for the online probe's validation accuracy (a
+            monitor, not the final evaluation).
+        batch_size: per-device batch size.
+        num_workers: DataLoader worker processes.
+        drop_last: drop the last incomplete training batch (keeps BN statistics
+            and the step count stable).
+    """
+
+    def __init__(
+        self,
+        train: Dataset,
+        val: Dataset | None = None,
+        batch_size: int = 256,
+        num_workers: int = 4,
+        drop_last: bool = True,
+    ) -> None:
+        super().__init__()
+        if len(train) == 0:
+            raise ValueError("the training dataset is empty")
+        if drop_last and len(train) < batch_size:
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the training set ({len(train)} samples) and "
+                "drop_last=True would leave no batch; lower data.batch_size"
+            )
+        self.train_set, self.val_set = train, val
+        self.batch_size, self.num_workers, self.drop_last = batch_size, num_workers, drop_last
+
+    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True, drop_last=self.drop_last)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return [] if self.val_set is None else self._loader(self.val_set, shuffle=False, drop_last=False)

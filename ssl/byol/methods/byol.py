@@ -1,0 +1,119 @@
+"""BYOL (Grill et al. 2020): predict the target's projection of one view from the other."""
+
+from __future__ import annotations
+
+import torch
+from jsonargparse import lazy_instance
+from torch import nn
+
+from ..core.base import OnlineTargetModule
+from ..core.heads import BYOLPredictionHead, BYOLProjectionHead
+from ..core.losses import symmetric_byol_loss
+from ..core.optim import OptimizerFactory
+from ..core.schedules import CosineTau, TauSchedule
+from ..views.image import BYOLImageViews
+
+
+class Encoder(nn.Module):
+    """Backbone followed by a projector; the part of the online network the target copies."""
+
+    def __init__(self, backbone: nn.Module, projector: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.projector = projector
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(features (B, D), projections (B, P))``."""
+        features = self.backbone(x)
+        return features, self.projector(features)
+
+
+class BYOL(OnlineTargetModule):
+    """BYOL on images. Views are made on the device from uint8 batches.
+
+    Args:
+        backbone: maps ``(B, C, H, W)`` images to ``(B, D)`` features and has
+            ``num_features = D`` (e.g. :class:`byol.models.TimmBackbone`).
+        views: the augmentation pipeline (:class:`byol.views.BYOLImageViews` or a preset).
+        projector_hidden_dim, projection_dim, predictor_hidden_dim: head sizes
+            (paper: 4096, 256, 4096).
+        optimizer, tau_schedule, warmup_epochs, num_classes, probe_lr: see
+            :class:`byol.core.OnlineTargetModule`.
+        channels_last: store weights and views in channels-last memory format
+            (faster convolutions on tensor-core GPUs).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        views: BYOLImageViews,
+        projector_hidden_dim: int = 4096,
+        projection_dim: int = 256,
+        predictor_hidden_dim: int = 4096,
+        optimizer: OptimizerFactory = torch.optim.AdamW,
+        tau_schedule: TauSchedule = lazy_instance(CosineTau, base=0.996),
+        warmup_epochs: float = 10.0,
+        num_classes: int | None = None,
+        probe_lr: float = 0.1,
+        channels_last: bool = False,
+    ) -> None:
+        dim = backbone.num_features
+        super().__init__(
+            online=Encoder(backbone, BYOLProjectionHead(dim, projector_hidden_dim, projection_dim)),
+            optimizer=optimizer,
+            tau_schedule=tau_schedule,
+            warmup_epochs=warmup_epochs,
+            feature_dim=dim,
+            num_classes=num_classes,
+            probe_lr=probe_lr,
+        )
+        self.predictor = BYOLPredictionHead(projection_dim, predictor_hidden_dim)
+        self.views = views
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.online.backbone
+
+    def _format(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
+        """On the device: training batches become two views, other batches are preprocessed."""
+        images, labels = batch
+        if self.trainer is not None and self.trainer.training:
+            v1, v2 = self.views(images)
+            return self._format(v1), self._format(v2), labels
+        return self._format(self.views.preprocess(images)), labels
+
+    def export_preprocessing(self) -> dict:
+        """What an exported backbone expects: ``size`` x ``size`` images scaled to [0, 1], then normalised."""
+        return {
+            "size": self.views.size,
+            "mean": self.views.mean.flatten().tolist(),
+            "std": self.views.std.flatten().tolist(),
+            "scale": "uint8 / 255",
+        }
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        v1, v2, labels = batch
+        f1, z1 = self.online(v1)
+        f2, z2 = self.online(v2)
+        p1, p2 = self.predictor(z1), self.predictor(z2)
+        with torch.no_grad():
+            _, t1 = self.target(v1)
+            _, t2 = self.target(v2)
+        loss = symmetric_byol_loss(p1, p2, t1, t2)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"BYOL loss is {loss.item()} at step {self.global_step}; lower the learning rate, "
+                "check the inputs, or use bf16-mixed instead of 16-mixed precision"
+            )
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log_monitors(f1.detach(), z1.detach())
+        return loss + self.probe_loss(f1, labels)

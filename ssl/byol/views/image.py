@@ -1,0 +1,251 @@
+"""BYOL image views, computed on the device with batched kornia ops.
+
+The augmentation recipe of BYOL (Grill et al. 2020, Appendix B, Table 6); view 1 is ``T``, view 2 is ``T'``:
+
+=====================================  =========  =========
+Parameter                              ``T``      ``T'``
+=====================================  =========  =========
+Random resized crop probability        1.0        1.0
+Horizontal flip probability            0.5        0.5
+Colour jitter probability              0.8        0.8
+Brightness adjustment max intensity    0.4        0.4
+Contrast adjustment max intensity      0.4        0.4
+Saturation adjustment max intensity    0.2        0.2
+Hue adjustment max intensity           0.1        0.1
+Colour dropping (grayscale) prob.      0.2        0.2
+Gaussian blurring probability          1.0        0.1
+Solarization probability               0.0        0.2
+=====================================  =========  =========
+
+Crops cover a uniform fraction of the area in ``[0.08, 1]`` with aspect ratio in ``[3/4, 4/3]`` (log-uniform), and
+are resized to 224x224. The blur has sigma uniform in ``[0.1, 2.0]`` and a kernel 10% of the image side (23 px).
+Solarization maps ``x -> x if x < 0.5 else 1 - x`` on ``[0, 1]`` images. Normalisation with the dataset's channel
+mean and std comes last.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import kornia.augmentation as K
+import torch
+from kornia.geometry.transform import crop_by_indices, resize
+from torch import Tensor, nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def default_blur_kernel_size(size: int) -> int:
+    """The odd integer nearest to ``size / 10`` (ties round up), at least 3: 23 for 224, 9 for 96, 3 for 32."""
+    return max(3, 2 * math.floor((size / 10 - 1) / 2 + 0.5) + 1)
+
+
+class _RandomResizedCrop(K.RandomResizedCrop):
+    """kornia's ``RandomResizedCrop`` (slice mode), with kornia's Gaussian anti-alias prefilter on shrunk crops.
+
+    kornia's class does not expose ``antialias``; torchvision's ``RandomResizedCrop`` antialiases tensors. Crops of
+    different sizes are resized one sample at a time (a Python loop over the batch, as in kornia's slice mode).
+    """
+
+    def apply_transform(
+        self, input: Tensor, params: dict[str, Tensor], flags: dict[str, Any], transform: Tensor | None = None
+    ) -> Tensor:
+        return crop_by_indices(
+            input,
+            params["src"],
+            flags["size"],
+            interpolation=flags["resample"].name.lower(),
+            align_corners=flags["align_corners"],
+            antialias=True,
+        )
+
+
+class _RandomSolarize(nn.Module):
+    """Per-sample solarization at threshold 0.5 of ``[0, 1]`` images, applied with probability ``p``.
+
+    Pixels ``>= 0.5`` become ``1 - x`` (the convention of the BYOL paper, torchvision and kornia; at exactly 0.5 both
+    branches give 0.5, so ``>=`` versus ``>`` makes no difference). Written here rather than with kornia's
+    ``RandomSolarize`` because that one stores its ranges as buffers, which would land in checkpoints.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        apply = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < self.p
+        return torch.where(apply & (x >= 0.5), 1 - x, x)
+
+
+def _check_prob(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
+
+
+class BYOLImageViews(nn.Module):
+    """Two BYOL views of a batch of uint8 images, computed on the images' device.
+
+    Each view runs, with random parameters drawn per sample: random resized crop (bilinear, anti-aliased when
+    shrinking) -> horizontal flip -> colour jitter (with probability ``jitter_prob``) -> random grayscale ->
+    Gaussian blur -> solarize -> normalisation with ``mean``/``std``. The views differ only in the blur and
+    solarize probabilities (see the module docstring for the paper's table). Ops whose probability is 0 are not
+    built. Augmentation always runs in float32, also under ``torch.autocast``.
+
+    Colour jitter is kornia's ``ColorJitter`` (torchvision's formulas; brightness, contrast and saturation factors
+    uniform in ``[1 - s, 1 + s]``, hue shift uniform in ``[-h, h]``). Like torchvision it applies the four
+    adjustments in a random order, drawn anew on every call, but kornia shares that one order across the batch
+    (torchvision draws it per image); the factors themselves are drawn per sample.
+
+    The module has no parameters and no persistent buffers, so it adds nothing to checkpoints.
+
+    Args:
+        size: side of the square output crops.
+        mean: per-channel mean for normalisation; its length fixes the expected channel count ``C``.
+        std: per-channel std for normalisation, same length as ``mean``.
+        crop_scale: range of the crop area as a fraction of the image area.
+        flip_prob: probability of a horizontal flip.
+        jitter: max intensity of brightness, contrast, saturation and hue jitter.
+        jitter_prob: probability of applying colour jitter.
+        grayscale_prob: probability of converting to grayscale (colour dropping).
+        blur_prob: Gaussian blur probability for view 1 and view 2.
+        blur_sigma: range of the blur's standard deviation, in pixels.
+        blur_kernel_size: side of the blur kernel; ``None`` uses :func:`default_blur_kernel_size` of ``size``.
+        solarize_prob: solarization probability for view 1 and view 2.
+
+    Saturation, hue and grayscale need RGB images: with ``len(mean) != 3`` they must be 0.
+    """
+
+    def __init__(
+        self,
+        size: int = 224,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+        crop_scale: tuple[float, float] = (0.08, 1.0),
+        flip_prob: float = 0.5,
+        jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1),
+        jitter_prob: float = 0.8,
+        grayscale_prob: float = 0.2,
+        blur_prob: tuple[float, float] = (1.0, 0.1),
+        blur_sigma: tuple[float, float] = (0.1, 2.0),
+        blur_kernel_size: int | None = None,
+        solarize_prob: tuple[float, float] = (0.0, 0.2),
+    ) -> None:
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
+        for name, value in [
+            ("flip_prob", flip_prob),
+            ("jitter_prob", jitter_prob),
+            ("grayscale_prob", grayscale_prob),
+            *((f"blur_prob[{i}]", p) for i, p in enumerate(blur_prob)),
+            *((f"solarize_prob[{i}]", p) for i, p in enumerate(solarize_prob)),
+        ]:
+            _check_prob(name, value)
+        if len(mean) != 3 and (jitter[2] > 0 or jitter[3] > 0 or grayscale_prob > 0):
+            raise ValueError(
+                f"saturation/hue jitter and grayscale need 3 channels, but mean/std give {len(mean)}: "
+                "set jitter[2], jitter[3] and grayscale_prob to 0 (see GreyImageViews)"
+            )
+        self.size = size
+        self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(-1, 1, 1), persistent=False)
+        kernel = default_blur_kernel_size(size) if blur_kernel_size is None else blur_kernel_size
+
+        def view(blur_p: float, solarize_p: float) -> nn.Sequential:
+            ops: list[nn.Module] = [
+                _RandomResizedCrop((size, size), scale=crop_scale, resample="bilinear", align_corners=False)
+            ]
+            if flip_prob > 0:
+                ops.append(K.RandomHorizontalFlip(p=flip_prob))
+            if jitter_prob > 0 and any(jitter):
+                ops.append(K.ColorJitter(*jitter, p=jitter_prob))
+            if grayscale_prob > 0:
+                ops.append(K.RandomGrayscale(p=grayscale_prob))
+            if blur_p > 0:
+                ops.append(K.RandomGaussianBlur(kernel, blur_sigma, p=blur_p))
+            if solarize_p > 0:
+                ops.append(_RandomSolarize(solarize_p))
+            return nn.Sequential(*ops)
+
+        self.view1 = view(blur_prob[0], solarize_prob[0])
+        self.view2 = view(blur_prob[1], solarize_prob[1])
+
+    def _to_unit_float(self, images: Tensor) -> Tensor:
+        if images.dtype != torch.uint8:
+            raise TypeError(f"expected uint8 images, got {images.dtype}: the dataset must yield uint8 tensors")
+        if images.ndim != 4:
+            raise ValueError(f"expected images of shape (B, C, H, W), got {tuple(images.shape)}")
+        if images.shape[1] != self.mean.numel():
+            raise ValueError(
+                f"images have {images.shape[1]} channels but mean/std have {self.mean.numel()} entries"
+            )
+        return images.float() / 255
+
+    def _normalise(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Two augmented, normalised float32 views ``(B, C, size, size)`` of uint8 images ``(B, C, H, W)``."""
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            x = self._to_unit_float(images)
+            return self._normalise(self.view1(x)), self._normalise(self.view2(x))
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        """Deterministic evaluation transform of uint8 images ``(B, C, H, W)`` to float32 ``(B, C, size, size)``.
+
+        Images whose short side is below ``size`` are first resized up (bilinear, aspect ratio kept) so that it
+        equals ``size``; then the centre ``size x size`` crop is taken (torchvision's ``CenterCrop`` offsets) and
+        normalised.
+        """
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            x = self._to_unit_float(images)
+            s = self.size
+            if min(x.shape[-2:]) < s:
+                x = resize(x, s, interpolation="bilinear", side="short", align_corners=False)
+            h, w = x.shape[-2:]
+            top, left = int(round((h - s) / 2)), int(round((w - s) / 2))
+            return self._normalise(x[..., top : top + s, left : left + s])
+
+
+class SmallImageViews(BYOLImageViews):
+    """BYOL views for CIFAR-size (32 px) RGB images, with CIFAR-10 mean/std.
+
+    Follows solo-learn's CIFAR BYOL recipe: the paper's ImageNet recipe without Gaussian blur (as SimCLR, Chen et al.
+    2020, Appendix B.9, drops blur for CIFAR-10's 32 px images), with solarization 0.0 / 0.2 kept.
+    """
+
+    def __init__(
+        self,
+        size: int = 32,
+        mean: tuple[float, ...] = CIFAR10_MEAN,
+        std: tuple[float, ...] = CIFAR10_STD,
+        blur_prob: tuple[float, float] = (0.0, 0.0),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(size=size, mean=mean, std=std, blur_prob=blur_prob, **kwargs)
+
+
+class GreyImageViews(BYOLImageViews):
+    """BYOL views for 1-channel images (MNIST, digits), normalised with mean 0.5 and std 0.5.
+
+    Saturation, hue and grayscale are undefined for one channel, so only brightness/contrast jitter remains;
+    blur is off by default as for small images (see :class:`SmallImageViews`), solarization 0.0 / 0.2 kept.
+    """
+
+    def __init__(
+        self,
+        size: int = 28,
+        mean: tuple[float, ...] = (0.5,),
+        std: tuple[float, ...] = (0.5,),
+        jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.0, 0.0),
+        grayscale_prob: float = 0.0,
+        blur_prob: tuple[float, float] = (0.0, 0.0),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            size=size, mean=mean, std=std, jitter=jitter, grayscale_prob=grayscale_prob, blur_prob=blur_prob, **kwargs
+        )
