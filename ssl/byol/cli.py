@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import warnings
 
 from lightning.pytorch.cli import LightningCLI
 
@@ -20,6 +20,8 @@ class ByolCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, **kwargs) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        # Methods make views in on_after_batch_transfer on purpose; Lightning warns about that with a datamodule.
+        warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer`")
         super().__init__(
             OnlineTargetModule,
             DataModule,
@@ -32,8 +34,8 @@ class ByolCLI(LightningCLI):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``byol`` console script."""
-    ByolCLI(args=sys.argv[1:] if argv is None else argv)
+    """Entry point of the ``byol`` console script (``argv`` defaults to the command line)."""
+    ByolCLI(args=argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def extract_features(
     backbone: nn.Module,
     loader: DataLoader,

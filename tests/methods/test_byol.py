@@ -1,0 +1,111 @@
+import copy
+
+import lightning as L
+import pytest
+import torch
+
+import byol.core.base as base
+from byol.core.schedules import CosineTau
+
+
+class RecordEMA(L.Callback):
+    """Checks every target change against ``t = tau * t_prev + (1 - tau) * o`` worked out independently."""
+
+    def __init__(self) -> None:
+        self.changed_at: list[int] = []
+        self.max_err = 0.0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.prev = [p.clone() for p in module.target.parameters()]
+        self.step_before = trainer.global_step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        now = list(module.target.parameters())
+        if all(torch.equal(a, b) for a, b in zip(self.prev, now)):
+            return
+        self.changed_at.append(batch_idx)
+        assert trainer.global_step == self.step_before + 1
+        k, total = self.step_before, trainer.estimated_stepping_batches
+        tau = 1 - (1 - 0.9) * (torch.cos(torch.tensor(torch.pi * k / total)).item() + 1) / 2
+        for prev, t, o in zip(self.prev, now, module.online.parameters()):
+            self.max_err = max(self.max_err, (t - (tau * prev + (1 - tau) * o)).abs().max().item())
+
+
+def test_one_ema_update_per_optimizer_step_under_accumulation(make_model, make_data, make_trainer):
+    model = make_model(tau_schedule=CosineTau(0.9))
+    rec = RecordEMA()
+    tr = make_trainer(accumulate_grad_batches=4, callbacks=[rec])
+    tr.fit(model, make_data(n=128, batch_size=16))  # 8 batches -> 2 optimizer steps
+    assert tr.global_step == 2
+    assert rec.changed_at == [3, 7]
+    assert rec.max_err < 1e-6
+
+
+def test_ema_count_matches_optimizer_steps(make_model, make_data, make_trainer, monkeypatch):
+    calls = []
+    real = base.ema_update
+    monkeypatch.setattr(base, "ema_update", lambda t, o, tau: (calls.append(tau), real(t, o, tau)))
+    tr = make_trainer(accumulate_grad_batches=2)
+    tr.fit(make_model(), make_data(n=96, batch_size=16))  # 6 batches -> 3 steps
+    assert len(calls) == tr.global_step == 3
+    assert calls == sorted(calls)  # tau only grows along the cosine
+
+
+class GradCheck(L.Callback):
+    def on_after_backward(self, trainer, module):
+        self.target_grads = [p.grad for p in module.target.parameters()]
+        self.missing = [
+            n for n, p in module.named_parameters()
+            if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)
+        ]
+
+
+def test_target_never_gets_gradients_and_every_online_parameter_does(make_model, make_data, make_trainer):
+    model = make_model()
+    cb = GradCheck()
+    # from step 2 on: timm zero-initialises the last BN of each residual branch, so at step 0 the branch is cut off
+    make_trainer(max_steps=3, callbacks=[cb]).fit(model, make_data())
+    assert all(g is None for g in cb.target_grads)
+    assert all(not p.requires_grad for p in model.target.parameters())
+    assert cb.missing == []
+
+
+def test_online_probe_does_not_change_the_backbone_update(make_model, make_data, make_trainer):
+    with_probe = make_model(num_classes=10)
+    without = make_model(num_classes=None)
+    without.load_state_dict({k: v for k, v in with_probe.state_dict().items() if not k.startswith("probe.")})
+    for model in (with_probe, without):
+        L.seed_everything(0)
+        make_trainer(max_steps=3, gradient_clip_val=0.5).fit(model, make_data())
+    a, b = with_probe.online.state_dict(), without.online.state_dict()
+    assert not torch.equal(a["backbone.model.conv1.weight"], make_model().online.state_dict()["backbone.model.conv1.weight"])
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_monitors_are_logged(make_model, make_data, make_trainer):
+    model = make_model()
+    tr = make_trainer(max_epochs=4, log_every_n_steps=1)
+    tr.fit(model, make_data(n=128))
+    logged = tr.logged_metrics
+    for key in ("train/loss_epoch", "train/tau", "train/lr", "train/proj_std", "train/rankme", "train/probe_acc_epoch"):
+        assert key in logged, key
+    assert 1.0 <= logged["train/rankme"] <= 16.0
+
+
+def test_nan_loss_is_a_clear_error(make_model, make_data, make_trainer):
+    model = make_model()
+    with torch.no_grad():
+        model.online.backbone.model.conv1.weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="loss is nan"):
+        make_trainer(max_steps=1).fit(model, make_data())
+
+
+def test_bf16_mixed_precision_and_channels_last_run(make_model, make_data, make_trainer):
+    model = make_model(channels_last=True)
+    before = copy.deepcopy(model.online.state_dict())
+    make_trainer(max_steps=2, precision="bf16-mixed").fit(model, make_data())
+    assert model.online.backbone.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    after = model.online.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())

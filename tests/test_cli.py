@@ -1,0 +1,73 @@
+"""The command line: clear errors for wrong config keys, wrong types and bad data; --print_config works."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DIGITS = ROOT / "configs" / "byol_digits.yaml"
+
+
+def byol(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "byol.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_print_config_lists_every_constructor_argument(tmp_path):
+    out = byol("fit", "-c", str(DIGITS), "--print_config", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    config = yaml.safe_load(out.stdout)
+    model = config["model"]["init_args"]
+    for key in ("backbone", "views", "projector_hidden_dim", "projection_dim", "predictor_hidden_dim",
+                "optimizer", "tau_schedule", "warmup_epochs", "num_classes", "probe_lr", "channels_last"):
+        assert key in model, key
+    assert model["views"]["init_args"]["size"] == 16
+    assert model["tau_schedule"]["init_args"]["base"] == 0.99
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    out = byol("fit", "-c", str(DIGITS), "--model.init_args.projektor_dim", "64", cwd=tmp_path)
+    assert out.returncode != 0
+    assert "projektor_dim" in out.stderr
+
+
+def test_unknown_key_in_yaml_file_is_named(tmp_path):
+    config = yaml.safe_load(DIGITS.read_text())
+    config["model"]["init_args"]["warmup_epoch"] = 3  # typo of warmup_epochs
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    out = byol("fit", "-c", str(bad), cwd=tmp_path)
+    assert out.returncode != 0
+    assert "warmup_epoch" in out.stderr
+
+
+def test_wrong_type_is_named(tmp_path):
+    out = byol("fit", "-c", str(DIGITS), "--model.init_args.projection_dim", "many", cwd=tmp_path)
+    assert out.returncode != 0
+    assert "projection_dim" in out.stderr and "many" in out.stderr
+
+
+@pytest.mark.parametrize("make_folder", ["empty", "corrupt"])
+def test_bad_image_folder_is_a_clear_error(tmp_path, make_folder):
+    root = tmp_path / "images"
+    (root / "cat").mkdir(parents=True)
+    if make_folder == "corrupt":
+        (root / "cat" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    config = yaml.safe_load(DIGITS.read_text())
+    config["data"]["init_args"]["train"] = {
+        "class_path": "byol.data.ImageFolder", "init_args": {"root": str(root), "size": 16, "grayscale": True},
+    }
+    config["data"]["init_args"]["batch_size"] = 1
+    config["trainer"]["logger"] = False
+    path = tmp_path / "folder.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = byol("fit", "-c", str(path), "--trainer.fast_dev_run", "1", cwd=tmp_path)
+    assert out.returncode != 0
+    if make_folder == "empty":
+        assert "no images" in out.stderr.lower() and str(root) in out.stderr
+    else:
+        assert "broken.jpg" in out.stderr
