@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.table import Table
-from torch.utils.data import DataLoader
 
 from byol.cli import ByolCLI
 from byol.data import Digits
@@ -27,8 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def evaluate(backbone: torch.nn.Module, preprocess, size: int, shots: int, draws: int) -> dict[str, float]:
     """Linear probe on all training labels and on ``shots`` labels per class, on the held-out digits."""
-    loaders = [DataLoader(Digits(split=s, size=size), batch_size=512) for s in ("train", "test")]
-    (trx, try_), (tex, tey) = (extract_features(backbone, dl, preprocess, progress=False) for dl in loaders)
+    (trx, try_), (tex, tey) = (
+        extract_features(backbone, Digits(split=s, size=size), preprocess, progress=False) for s in ("train", "test")
+    )
     full = linear_probe(trx, try_, tex, tey)
     few_mean, few_std = few_shot_probe(trx, try_, tex, tey, shots=shots, draws=draws)
     return {"linear_top1": full.top1, "fewshot_top1": few_mean, "fewshot_std": few_std, "weight_decay": full.weight_decay}

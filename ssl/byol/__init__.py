@@ -1,9 +1,12 @@
 """byol: BYOL-family self-supervised pretraining on PyTorch Lightning."""
 
 from .core import OnlineTargetModule
+from .export import export_backbone, load_backbone, load_preprocess
 from .methods import BYOL
 from .models import TimmBackbone
 
 __version__ = "0.1.0"
 
-__all__ = ["BYOL", "OnlineTargetModule", "TimmBackbone", "__version__"]
+__all__ = [
+    "BYOL", "OnlineTargetModule", "TimmBackbone", "__version__", "export_backbone", "load_backbone", "load_preprocess",
+]

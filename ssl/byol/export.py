@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import models
+from . import models, views
+from .models.state import strict_load
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -94,12 +96,82 @@ def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> nn.Mo
         raise FileNotFoundError(f"{weights} not found")
     if "sha256" in config and _sha256(weights) != config["sha256"]:
         raise ValueError(f"{weights} does not match the sha256 in {CONFIG_NAME}: the file is corrupt or was replaced")
-    arch = dict(config["architecture"])
-    cls_name = arch.pop("class")
-    arch.pop("num_features", None)
-    cls = getattr(models, cls_name, None)
-    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
-        raise ValueError(f"{CONFIG_NAME}: unknown backbone class {cls_name!r} (expected one of byol.models)")
-    backbone = cls(**arch)
+    backbone = build_backbone(config["architecture"], source=str(path))
     backbone.load_export_state_dict(load_file(weights))
     return backbone.to(device).eval()
+
+
+def load_preprocess(path: str | Path) -> nn.Module:
+    """The input transform an exported backbone expects (e.g. :class:`byol.views.ImagePreprocess`)."""
+    return _build(read_config(path)["preprocessing"], views, str(path))
+
+
+def build_backbone(architecture: dict[str, Any], source: str = "config") -> nn.Module:
+    """A freshly initialised backbone from its ``export_config()`` dict; only classes of :mod:`byol.models`."""
+    return _build(architecture, models, source)
+
+
+def _build(config: dict[str, Any], namespace, source: str) -> nn.Module:
+    """Instantiate ``config["class"]`` from ``namespace`` (a byol subpackage only) with the other keys."""
+    args = dict(config)
+    cls_name = args.pop("class", None)
+    args.pop("num_features", None)
+    cls = getattr(namespace, str(cls_name), None)
+    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+        raise ValueError(f"{source}: unknown class {cls_name!r} (expected one of {namespace.__name__})")
+    return cls(**args)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a training checkpoint safely (``weights_only=True``: tensors and plain containers, never code).
+
+    Raises a ``ValueError`` naming the file when it is truncated, corrupt, or
+    holds objects that would run code when unpickled.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"refusing to load {path}: it holds objects other than tensors and plain containers "
+            f"(loading it could run arbitrary code). Details: {str(err).splitlines()[0]}"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{path} is not a readable checkpoint (truncated or corrupt?): {err}") from err
+
+
+def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
+    """``byol export``: the backbone of a training checkpoint to ``out_dir`` (safetensors + config.json)."""
+    if Path(ckpt_path).suffix != ".ckpt":
+        raise ValueError(f"{ckpt_path}: expected a training checkpoint (.ckpt)")
+    backbone, _, config = load_pretrained(ckpt_path)
+    ckpt = load_checkpoint(ckpt_path)
+    return export_backbone(
+        backbone, out_dir, config["preprocessing"],
+        method=config["method"], checkpoint=str(ckpt_path), epoch=ckpt.get("epoch"), global_step=ckpt.get("global_step"),
+    )
+
+
+def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """``(backbone, preprocess, config)`` from an exported folder or straight from a training checkpoint.
+
+    The backbone is in eval mode on ``device``; ``preprocess`` maps raw
+    batches (e.g. uint8 images) to the backbone's input.
+    """
+    path = Path(path)
+    if path.suffix == ".ckpt":
+        ckpt = load_checkpoint(path)
+        meta = ckpt.get("byol")
+        if meta is None:
+            raise ValueError(f"{path} is not a checkpoint written by a byol method (no 'byol' entry)")
+        backbone = build_backbone(meta["backbone"], source=str(path))
+        prefix = meta["backbone_prefix"]
+        strict_load(backbone, {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}, str(path))
+        config = {"architecture": meta["backbone"], "preprocessing": meta["preprocessing"], "method": meta["method"]}
+        backbone = backbone.to(device).eval()
+    else:
+        backbone, config = load_backbone(path, device), read_config(path)
+    preprocess = _build(config["preprocessing"], views, str(path)).to(device)
+    return backbone, preprocess, config

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import lightning as L
 import torch
 from jsonargparse import lazy_instance
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from .checkpoint_io import SafeCheckpointIO
 from .ema import ema_update, make_target
 from .monitor import OnlineLinearProbe, embedding_std, rankme
 from .optim import OptimizerFactory, param_groups
@@ -32,6 +35,9 @@ class OnlineTargetModule(L.LightningModule):
       weight decay; biases and norm parameters without (and so without LARS
       adaptation); the online probe in its own group with its own learning rate
       and no decay. Learning rate: linear warm-up, then cosine, per step.
+    - Checkpoints: written atomically and read with ``weights_only=True``
+      (:class:`SafeCheckpointIO`); they carry the run's seed and what rebuilds
+      the backbone (``byol export``).
     - Monitoring: an online linear probe on detached features (its loss never
       reaches the backbone, and gradient clipping skips it), the std of the
       normalised projections and the effective rank of the embeddings.
@@ -63,6 +69,7 @@ class OnlineTargetModule(L.LightningModule):
         self.tau_schedule = tau_schedule
         self.warmup_epochs = warmup_epochs
         self.probe_lr = probe_lr
+        self.seed: int | None = None  # the run's seed, fixed at fit start and kept in checkpoints
         self.probe: OnlineLinearProbe | None = None
         if num_classes is not None:
             if feature_dim is None:
@@ -71,9 +78,74 @@ class OnlineTargetModule(L.LightningModule):
             self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
 
     # ----- the representation ---------------------------------------------------------------
+    @property
+    def backbone(self) -> nn.Module:
+        """The encoder that is exported: it has ``num_features``, ``export_config()`` and ``export_state_dict()``."""
+        raise NotImplementedError
+
     def embed(self, x: Any) -> torch.Tensor:
         """Backbone features ``(B, D)`` of an evaluation batch (preprocessed inputs)."""
         raise NotImplementedError
+
+    def export_preprocessing(self) -> dict[str, Any]:
+        """What inputs an exported backbone expects (image size and normalisation, mel settings, ...)."""
+        raise NotImplementedError
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store what rebuilds the backbone without this class: ``byol export`` reads it."""
+        checkpoint["byol"] = {
+            "method": type(self).__name__,
+            "seed": self.seed,
+            "backbone": self.backbone.export_config(),
+            "backbone_prefix": self._backbone_prefix(),
+            "preprocessing": self.export_preprocessing(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.seed = checkpoint.get("byol", {}).get("seed", self.seed)
+
+    def _backbone_prefix(self) -> str:
+        for name, module in self.named_modules():
+            if module is self.backbone:
+                return name + "."
+        raise RuntimeError("the backbone is not a submodule of the method")
+
+    # ----- batches and randomness -----------------------------------------------------------
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """On the device: training batches become views (:meth:`training_views`), others :meth:`eval_batch`.
+
+        Before a training batch's views are drawn, the global RNG is seeded from
+        ``(run seed, batch number, rank)``: the views of a batch do not depend on
+        what ran before it (a resumed run draws exactly the views of an
+        uninterrupted one) and differ between DDP ranks.
+        """
+        if self.trainer is not None and self.trainer.training:
+            torch.manual_seed(self._batch_seed())
+            return self.training_views(batch)
+        return self.eval_batch(batch)
+
+    def training_views(self, batch: Any) -> Any:
+        """Turn a training batch into what ``training_step`` consumes (views, masks, ...)."""
+        raise NotImplementedError
+
+    def eval_batch(self, batch: Any) -> Any:
+        """Preprocess a validation/test batch ``(inputs, labels)`` for :meth:`embed`."""
+        return batch
+
+    def setup(self, stage: str) -> None:
+        """Write and read checkpoints with :class:`SafeCheckpointIO` unless a custom plugin was configured."""
+        strategy = self.trainer.strategy
+        if type(strategy.checkpoint_io) is TorchCheckpointIO:
+            strategy.checkpoint_io = SafeCheckpointIO()
+
+    def on_fit_start(self) -> None:
+        if self.seed is None:
+            self.seed = torch.initial_seed() % 2**63
+
+    def _batch_seed(self) -> int:
+        batch_number = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
+        key = f"{self.seed}/{batch_number}/{self.global_rank}".encode()
+        return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") % 2**63
 
     # ----- target update --------------------------------------------------------------------
     @property

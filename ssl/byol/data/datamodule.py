@@ -6,6 +6,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .resumable import ResumableDataLoader
+
 
 class DataModule(L.LightningDataModule):
     """Wraps a training dataset (and optionally a labeled validation one) into DataLoaders.
@@ -42,20 +44,36 @@ class DataModule(L.LightningDataModule):
             )
         self.train_set, self.val_set = train, val
         self.batch_size, self.num_workers, self.drop_last = batch_size, num_workers, drop_last
+        self._train_loader: ResumableDataLoader | None = None
+        self._loader_state: dict | None = None
 
-    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
+    def _loader_kwargs(self) -> dict:
+        return dict(
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True, drop_last=self.drop_last)
+        """Shuffled by epoch from the run's seed, split over ranks, resumable mid-epoch."""
+        self._train_loader = ResumableDataLoader(
+            self.train_set, seed=torch.initial_seed() % 2**31, drop_last=self.drop_last, **self._loader_kwargs()
+        )
+        if self._loader_state is not None:
+            self._train_loader.load_state_dict(self._loader_state)
+        return self._train_loader
+
+    # Lightning saves these with every checkpoint and restores them on resume. (It also checkpoints the
+    # loader itself, but restores that state only when the loader is created after the restore, which
+    # `estimated_stepping_batches` prevents; loading the same state twice is harmless.)
+    def state_dict(self) -> dict:
+        return {} if self._train_loader is None else {"train_loader": self._train_loader.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._loader_state = state.get("train_loader")
+        if self._loader_state is not None and self._train_loader is not None:
+            self._train_loader.load_state_dict(self._loader_state)
 
     def val_dataloader(self) -> DataLoader | list:
-        return [] if self.val_set is None else self._loader(self.val_set, shuffle=False, drop_last=False)
+        return [] if self.val_set is None else DataLoader(self.val_set, shuffle=False, **self._loader_kwargs())

@@ -127,25 +127,45 @@ def few_shot_probe(
     test_y: torch.Tensor,
     shots: int = 5,
     draws: int = 10,
-    weight_decay: float = 1e-2,
+    weight_decays: tuple[float, ...] = DEFAULT_WEIGHT_DECAYS,
     seed: int = 0,
 ) -> tuple[float, float]:
     """Top-1 (percent) of a linear probe trained on ``shots`` labels per class, mean and std over ``draws``.
 
     Features are standardised with the statistics of all training features
-    (which needs no labels); with so few labels there is no validation split,
-    so the weight decay is fixed.
+    (which needs no labels). The weight decay is chosen for each draw by
+    ``shots``-fold cross-validation on the drawn labels alone (each fold holds
+    out one sample per class), so no other label and never the test split
+    informs it.
     """
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     g = torch.Generator().manual_seed(seed)
     tx, sx = standardize(train_x, test_x)
     accs = []
     for _ in range(draws):
-        idx = torch.cat([
+        # (shots, C): row f holds the fold-f sample of every class
+        idx = torch.stack([
             torch.nonzero(train_y == c).flatten()[torch.randperm(int((train_y == c).sum()), generator=g)[:shots]]
             for c in range(num_classes)
-        ])
-        head = fit_softmax_regression(tx[idx], train_y[idx], num_classes, weight_decay)
+        ], dim=1)
+        best = _cross_validate(tx, train_y, idx, num_classes, weight_decays) if shots > 1 else weight_decays[-1]
+        flat = idx.flatten()
+        head = fit_softmax_regression(tx[flat], train_y[flat], num_classes, best)
         accs.append(accuracy(head(sx), test_y, num_classes))
     t = torch.tensor(accs)
     return t.mean().item(), (t.std().item() if draws > 1 else 0.0)
+
+
+def _cross_validate(
+    x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor, num_classes: int, weight_decays: tuple[float, ...]
+) -> float:
+    """Weight decay with the best mean held-out accuracy over the rows of ``folds`` (ties: the larger)."""
+    scores = {}
+    for wd in weight_decays:
+        correct = 0
+        for f in range(folds.shape[0]):
+            fit = torch.cat([folds[:f], folds[f + 1 :]]).flatten()
+            head = fit_softmax_regression(x[fit], y[fit], num_classes, wd)
+            correct += (head(x[folds[f]]).argmax(1) == y[folds[f]]).sum().item()
+        scores[wd] = correct
+    return max(weight_decays, key=lambda wd: (scores[wd], wd))

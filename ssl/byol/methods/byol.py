@@ -80,22 +80,19 @@ class BYOL(OnlineTargetModule):
     def _format(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
-        """On the device: training batches become two views, other batches are preprocessed."""
+    def training_views(self, batch: tuple[torch.Tensor, torch.Tensor]):
+        """uint8 images ``(B, C, H, W)`` and labels to ``(view1, view2, labels)``, on the device."""
         images, labels = batch
-        if self.trainer is not None and self.trainer.training:
-            v1, v2 = self.views(images)
-            return self._format(v1), self._format(v2), labels
+        v1, v2 = self.views(images)
+        return self._format(v1), self._format(v2), labels
+
+    def eval_batch(self, batch: tuple[torch.Tensor, torch.Tensor]):
+        images, labels = batch
         return self._format(self.views.preprocess(images)), labels
 
     def export_preprocessing(self) -> dict:
-        """What an exported backbone expects: ``size`` x ``size`` images scaled to [0, 1], then normalised."""
-        return {
-            "size": self.views.size,
-            "mean": self.views.mean.flatten().tolist(),
-            "std": self.views.std.flatten().tolist(),
-            "scale": "uint8 / 255",
-        }
+        """What an exported backbone expects: uint8 images, centre-cropped, scaled to [0, 1], normalised."""
+        return self.views.preprocessing.export_config()
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)

@@ -1,5 +1,5 @@
 """View pipelines that run batched on the device."""
 
-from .image import BYOLImageViews, GreyImageViews, SmallImageViews
+from .image import BYOLImageViews, GreyImageViews, ImagePreprocess, SmallImageViews
 
-__all__ = ["BYOLImageViews", "GreyImageViews", "SmallImageViews"]
+__all__ = ["BYOLImageViews", "GreyImageViews", "ImagePreprocess", "SmallImageViews"]

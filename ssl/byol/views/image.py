@@ -86,6 +86,53 @@ def _check_prob(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
 
 
+class ImagePreprocess(nn.Module):
+    """Deterministic evaluation transform: uint8 ``(B, C, H, W)`` to normalised float32 ``(B, C, size, size)``.
+
+    Images whose short side is below ``size`` are first resized up (bilinear, aspect ratio kept) so that it
+    equals ``size``; then the centre ``size x size`` crop is taken (torchvision's ``CenterCrop`` offsets), scaled
+    to ``[0, 1]`` and normalised with ``mean``/``std``. This is what an exported image backbone expects.
+    """
+
+    def __init__(self, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
+        self.size = size
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1), persistent=False)
+
+    def to_unit_float(self, images: Tensor) -> Tensor:
+        """Check uint8 ``(B, C, H, W)`` input with the expected channel count and scale it to ``[0, 1]``."""
+        if images.dtype != torch.uint8:
+            raise TypeError(f"expected uint8 images, got {images.dtype}: the dataset must yield uint8 tensors")
+        if images.ndim != 4:
+            raise ValueError(f"expected images of shape (B, C, H, W), got {tuple(images.shape)}")
+        if images.shape[1] != self.mean.numel():
+            raise ValueError(
+                f"images have {images.shape[1]} channels but mean/std have {self.mean.numel()} entries"
+            )
+        return images.float() / 255
+
+    def normalise(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+    def forward(self, images: Tensor) -> Tensor:
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            x = self.to_unit_float(images)
+            s = self.size
+            if min(x.shape[-2:]) < s:
+                x = resize(x, s, interpolation="bilinear", side="short", align_corners=False)
+            h, w = x.shape[-2:]
+            top, left = int(round((h - s) / 2)), int(round((w - s) / 2))
+            return self.normalise(x[..., top : top + s, left : left + s])
+
+    def export_config(self) -> dict[str, Any]:
+        """Arguments that rebuild this transform (stored in an exported backbone's config.json)."""
+        return {"class": "ImagePreprocess", "size": self.size, "mean": self.mean.flatten().tolist(),
+                "std": self.std.flatten().tolist()}
+
+
 class BYOLImageViews(nn.Module):
     """Two BYOL views of a batch of uint8 images, computed on the images' device.
 
@@ -135,8 +182,6 @@ class BYOLImageViews(nn.Module):
         solarize_prob: tuple[float, float] = (0.0, 0.2),
     ) -> None:
         super().__init__()
-        if len(mean) != len(std):
-            raise ValueError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
         for name, value in [
             ("flip_prob", flip_prob),
             ("jitter_prob", jitter_prob),
@@ -151,8 +196,7 @@ class BYOLImageViews(nn.Module):
                 "set jitter[2], jitter[3] and grayscale_prob to 0 (see GreyImageViews)"
             )
         self.size = size
-        self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(-1, 1, 1), persistent=False)
+        self.preprocessing = ImagePreprocess(size, mean, std)
         kernel = default_blur_kernel_size(size) if blur_kernel_size is None else blur_kernel_size
 
         def view(blur_p: float, solarize_p: float) -> nn.Sequential:
@@ -174,41 +218,15 @@ class BYOLImageViews(nn.Module):
         self.view1 = view(blur_prob[0], solarize_prob[0])
         self.view2 = view(blur_prob[1], solarize_prob[1])
 
-    def _to_unit_float(self, images: Tensor) -> Tensor:
-        if images.dtype != torch.uint8:
-            raise TypeError(f"expected uint8 images, got {images.dtype}: the dataset must yield uint8 tensors")
-        if images.ndim != 4:
-            raise ValueError(f"expected images of shape (B, C, H, W), got {tuple(images.shape)}")
-        if images.shape[1] != self.mean.numel():
-            raise ValueError(
-                f"images have {images.shape[1]} channels but mean/std have {self.mean.numel()} entries"
-            )
-        return images.float() / 255
-
-    def _normalise(self, x: Tensor) -> Tensor:
-        return (x - self.mean) / self.std
-
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Two augmented, normalised float32 views ``(B, C, size, size)`` of uint8 images ``(B, C, H, W)``."""
         with torch.autocast(device_type=images.device.type, enabled=False):
-            x = self._to_unit_float(images)
-            return self._normalise(self.view1(x)), self._normalise(self.view2(x))
+            x = self.preprocessing.to_unit_float(images)
+            return self.preprocessing.normalise(self.view1(x)), self.preprocessing.normalise(self.view2(x))
 
     def preprocess(self, images: Tensor) -> Tensor:
-        """Deterministic evaluation transform of uint8 images ``(B, C, H, W)`` to float32 ``(B, C, size, size)``.
-
-        Images whose short side is below ``size`` are first resized up (bilinear, aspect ratio kept) so that it
-        equals ``size``; then the centre ``size x size`` crop is taken (torchvision's ``CenterCrop`` offsets) and
-        normalised.
-        """
-        with torch.autocast(device_type=images.device.type, enabled=False):
-            x = self._to_unit_float(images)
-            s = self.size
-            if min(x.shape[-2:]) < s:
-                x = resize(x, s, interpolation="bilinear", side="short", align_corners=False)
-            h, w = x.shape[-2:]
-            top, left = int(round((h - s) / 2)), int(round((w - s) / 2))
-            return self._normalise(x[..., top : top + s, left : left + s])
+        """The deterministic evaluation transform (see :class:`ImagePreprocess`)."""
+        return self.preprocessing(images)
 
 
 class SmallImageViews(BYOLImageViews):
