@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -12,10 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-# Spawned DDP workers re-import this module; importing the `byol` package there would pull in Lightning
-# (~10 s per process on a small machine), so they load knn.py by its path instead (see _ddp_worker).
-if mp.current_process().name == "MainProcess":
-    from byol.eval.knn import knn_accuracy, knn_classify
+from byol.eval.knn import knn_accuracy, knn_classify
 
 
 def reference_knn(bank: np.ndarray, labels: np.ndarray, queries: np.ndarray, num_classes: int,
@@ -49,7 +44,7 @@ def test_float32_input_and_temperature() -> None:
     bank, labels, queries = random_problem(1)
     expected = reference_knn(bank.numpy(), labels.numpy(), queries.numpy(), 4, 10, 0.5)
     scores = knn_classify(bank.float(), labels, queries.float(), 4, k=10, temperature=0.5, chunk_size=4)
-    assert scores.dtype == torch.float32
+    assert scores.dtype == torch.float64  # scores are computed in float64 whatever the input
     np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-4)
 
 
@@ -66,7 +61,7 @@ def test_hand_worked_2d() -> None:
     expected = torch.tensor([
         [math.exp(10.0) + math.exp(10.0 / math.sqrt(2)), math.exp(0.0)],
         [math.exp(-9.0 / (r * math.sqrt(2))), math.exp(10.0 / r) + math.exp(1.0 / r)],
-    ])
+    ], dtype=torch.float64)
     scores = knn_classify(bank, labels, queries, 2, k=3, temperature=0.1)
     torch.testing.assert_close(scores, expected, rtol=1e-5, atol=0.0)
 
@@ -95,16 +90,13 @@ def test_shape_mismatches_raise() -> None:
         knn_accuracy(bank, labels, queries, labels, 4)
 
 
-def _ddp_worker(rank: int, world_size: int, knn_path: str, init_file: str, out_dir: str,
+def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str,
                 shards: tuple[torch.Tensor, ...], labels: tuple[torch.Tensor, ...], queries: torch.Tensor) -> None:
     """Rank ``rank`` classifies ``queries`` against its own shard and saves the scores to ``out_dir``."""
-    spec = importlib.util.spec_from_file_location("knn_in_worker", knn_path)
-    knn = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(knn)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
-        scores = knn.knn_classify(shards[rank], labels[rank], queries, num_classes=4, k=25, temperature=0.1,
+        scores = knn_classify(shards[rank], labels[rank], queries, num_classes=4, k=25, temperature=0.1,
                                   chunk_size=7)
         torch.save(scores, f"{out_dir}/scores_{rank}.pt")
     finally:
@@ -114,8 +106,7 @@ def _ddp_worker(rank: int, world_size: int, knn_path: str, init_file: str, out_d
 def test_sharded_bank_over_two_gloo_processes(tmp_path) -> None:
     bank, labels, queries = random_problem(4, n=54)
     shards, shard_labels = bank.split([23, 31]), labels.split([23, 31])  # shard 0 is smaller than k=25
-    knn_path = sys.modules[knn_classify.__module__].__file__
-    mp.spawn(_ddp_worker, args=(2, knn_path, str(tmp_path / "pg"), str(tmp_path), shards, shard_labels, queries),
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "pg"), str(tmp_path), shards, shard_labels, queries),
              nprocs=2, join=True)
     s0, s1 = (torch.load(tmp_path / f"scores_{r}.pt") for r in range(2))
     expected = knn_classify(bank, labels, queries, num_classes=4, k=25, temperature=0.1)

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from .linear import accuracy
+
 
 def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -77,7 +79,9 @@ def knn_classify(
         class; ``argmax(-1)`` is the prediction. Identical on every rank.
     """
     _validate(bank, bank_labels, queries, num_classes, k, temperature, chunk_size)
-    dtype = torch.promote_types(bank.dtype, torch.float32)
+    # float64: a sharded bank multiplies smaller matrices, and float32 rounding then differs enough from the
+    # single-process product to swap near-tied neighbours at the k-th place
+    dtype = torch.float64
     bank = F.normalize(bank.to(dtype), dim=1)
     queries = F.normalize(queries.to(device=bank.device, dtype=dtype), dim=1)
     bank_labels = bank_labels.to(device=bank.device, dtype=torch.long)
@@ -115,16 +119,10 @@ def knn_accuracy(
 
     Returns ``{"top1": float, "top5": float | None}``; ``top5`` is ``None`` when ``num_classes < 5``.
     """
-    # imported here so that knn_classify needs only torch (spawned DDP workers load fast)
-    from torchmetrics.functional.classification import multiclass_accuracy
-
     if queries.dim() != 2 or query_labels.shape != (queries.shape[0],):
         raise ValueError(f"query_labels must be (M,) with M = queries rows ({tuple(queries.shape)}), "
                          f"got shape {tuple(query_labels.shape)}")
     scores = knn_classify(bank, bank_labels, queries, num_classes, k, temperature, chunk_size)
     query_labels = query_labels.to(scores.device, torch.long)
-
-    def acc(top_k: int) -> float:
-        return 100.0 * multiclass_accuracy(scores, query_labels, num_classes, top_k=top_k, average="micro").item()
-
-    return {"top1": acc(1), "top5": acc(5) if num_classes >= 5 else None}
+    top5 = accuracy(scores, query_labels, num_classes, top_k=5) if num_classes >= 5 else None
+    return {"top1": accuracy(scores, query_labels, num_classes), "top5": top5}

@@ -1,0 +1,190 @@
+"""Tabular datasets and datamodules: CSV/parquet files, FT-Transformer ``.npy`` splits, scikit-learn tables.
+
+Every datamodule reads its splits, fits a
+:class:`~byol.data.tabular_preprocessing.TabularPreprocessing` on the
+**training split only**, and exposes it as ``datamodule.preprocessing``: the
+method builds its networks from it (``num_numeric``, ``cardinalities``) and
+saves its ``export_config()`` with the model. Samples are
+``({"num": (F_num,) float32, "cat": (F_cat,) int64}, label)``; labels are float32
+regression values, int64 classes, or ``-1`` for an unlabeled table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from .datamodule import DataModule
+from .tabular_preprocessing import MissingPolicy, NumericTransform, TabularPreprocessing, Task, infer_task
+from .tabular_sources import TableSplits, column_splits, random_splits, read_rtdl_split, read_table, sklearn_table
+
+
+class TabularDataset(Dataset):
+    """Preprocessed rows held in memory.
+
+    Args:
+        num: ``(N, F_num)`` float32 numeric features (``NaN`` = missing).
+        cat: ``(N, F_cat)`` int64 category indices.
+        labels: ``(N,)`` targets.
+    """
+
+    def __init__(self, num: torch.Tensor, cat: torch.Tensor, labels: torch.Tensor) -> None:
+        if not len(num) == len(cat) == len(labels):
+            raise ValueError(f"num, cat and labels have {len(num)}, {len(cat)} and {len(labels)} rows")
+        self.num, self.cat, self.labels = num, cat, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        return {"num": self.num[i], "cat": self.cat[i]}, self.labels[i]
+
+    @property
+    def inputs(self) -> dict[str, torch.Tensor]:
+        """All rows as one batch: ``{"num": (N, F_num), "cat": (N, F_cat)}``."""
+        return {"num": self.num, "cat": self.cat}
+
+
+class TabularDataModule(DataModule):
+    """Batches of a table's training split (and its validation split for the online probe).
+
+    Fits the preprocessing on ``splits.train`` only, then transforms the three
+    splits with it. ``test_set`` is kept for the downstream evaluation
+    (:mod:`byol.eval.tabular`); training never reads it.
+
+    Args:
+        splits: the raw splits (see :mod:`byol.data.tabular_sources`).
+        numeric_transform: ``"quantile"`` (to a standard normal; the FT-Transformer
+            benchmark's choice) or ``"standard"``.
+        missing: ``"indicator"`` (learned [MISSING] tokens) or ``"error"``.
+        batch_size, num_workers, drop_last: see :class:`byol.data.DataModule`.
+    """
+
+    def __init__(
+        self,
+        splits: TableSplits,
+        numeric_transform: NumericTransform = "quantile",
+        missing: MissingPolicy = "indicator",
+        batch_size: int = 256,
+        num_workers: int = 0,
+        drop_last: bool = True,
+    ) -> None:
+        self.splits = splits
+        self.preprocessing = TabularPreprocessing.fit(
+            splits.train, splits.target, splits.numeric, splits.categorical, splits.task,
+            numeric_transform, missing, source=f"{splits.source} (training split)",
+        )
+        train, val, test = (self._dataset(frame, name) for frame, name in
+                            ((splits.train, "training"), (splits.val, "validation"), (splits.test, "test")))
+        super().__init__(train, val if len(val) else None, batch_size, num_workers, drop_last)
+        self.test_set = test
+
+    def _dataset(self, frame: pd.DataFrame, split: str) -> TabularDataset:
+        source = f"{self.splits.source} ({split} split)"
+        x = self.preprocessing.transform(frame, source)
+        return TabularDataset(x["num"], x["cat"], self.preprocessing.labels(frame, source))
+
+
+class TableFileDataModule(TabularDataModule):
+    """A CSV or parquet file, split at random (or by a split column) into train/val/test.
+
+    Args:
+        path: ``.csv``, ``.csv.gz``, ``.tsv``, ``.parquet`` or ``.pq`` file with a header row.
+        target: the column to predict downstream; ``None`` for an unlabeled table.
+        numeric, categorical: columns whose type is declared; the others are inferred
+            (numbers numeric, text and booleans categorical).
+        drop: columns to ignore (identifiers, leaks).
+        task: ``"auto"`` infers it from the target: text, booleans, and integers with at
+            most 20 distinct values that repeat are classes; other numbers are regression targets.
+        split_column: a column holding ``train``/``val``/``test`` per row; otherwise a
+            random split with ``val_fraction``/``test_fraction`` and ``split_seed``
+            (stratified by the target for classification).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        target: str | None = None,
+        numeric: list[str] | None = None,
+        categorical: list[str] | None = None,
+        drop: list[str] | None = None,
+        task: Task = "auto",
+        split_column: str | None = None,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        split_seed: int = 0,
+        numeric_transform: NumericTransform = "quantile",
+        missing: MissingPolicy = "indicator",
+        batch_size: int = 256,
+        num_workers: int = 0,
+        drop_last: bool = True,
+    ) -> None:
+        frame = read_table(path)
+        absent = [c for c in drop or () if c not in frame.columns]
+        if absent:
+            raise ValueError(f"columns to drop {absent} not found in {path}")
+        frame = frame.drop(columns=list(drop or ()))
+        if target is not None and target not in frame.columns:
+            raise ValueError(f"target column {target!r} not found in {path}; its columns are: {', '.join(map(str, frame.columns))}")
+        if split_column is not None:
+            train, val, test = column_splits(frame, split_column, str(path))
+        else:
+            stratify = target if target is not None and _is_classification(frame[target], task) else None
+            train, val, test = random_splits(frame, val_fraction, test_fraction, split_seed, stratify)
+        splits = TableSplits(train, val, test, target, str(path), numeric, categorical, task)
+        super().__init__(splits, numeric_transform, missing, batch_size, num_workers, drop_last)
+
+
+class RTDLSplitDataModule(TabularDataModule):
+    """A split folder of the FT-Transformer benchmark (``N_*.npy``, ``C_*.npy``, ``y_*.npy``, ``info.json``).
+
+    Its train/val/test split and column types are the folder's.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        numeric_transform: NumericTransform = "quantile",
+        missing: MissingPolicy = "indicator",
+        batch_size: int = 256,
+        num_workers: int = 0,
+        drop_last: bool = True,
+    ) -> None:
+        super().__init__(read_rtdl_split(Path(root)), numeric_transform, missing, batch_size, num_workers, drop_last)
+
+
+class SklearnTableDataModule(TabularDataModule):
+    """A table that ships inside scikit-learn (no download), split at random (stratified for classification).
+
+    Args:
+        name: ``breast_cancer`` (569 rows, 30 numeric features, 2 classes),
+            ``wine`` (178 rows, 13 features, 3 classes) or ``diabetes``
+            (442 rows, 10 features, regression).
+    """
+
+    def __init__(
+        self,
+        name: Literal["breast_cancer", "wine", "diabetes"] = "breast_cancer",
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+        numeric_transform: NumericTransform = "quantile",
+        batch_size: int = 64,
+        num_workers: int = 0,
+        drop_last: bool = True,
+    ) -> None:
+        frame, task = sklearn_table(name)
+        stratify = "target" if task == "classification" else None
+        train, val, test = random_splits(frame, val_fraction, test_fraction, split_seed, stratify)
+        splits = TableSplits(train, val, test, "target", f"scikit-learn's {name}", task=task)
+        super().__init__(splits, numeric_transform, "error", batch_size, num_workers, drop_last)
+
+
+def _is_classification(target: pd.Series, task: Task) -> bool:
+    if task != "auto":
+        return task == "classification"
+    return bool(target.notna().all()) and infer_task(target) == "classification"

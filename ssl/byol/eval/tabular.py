@@ -1,0 +1,372 @@
+"""The T-JEPA paper's downstream protocol on tables, and the comparison it reports.
+
+Frozen **target** encoder -> representation of every row -> a supervised head
+(an MLP as in Gorishniy et al. 2021, optionally their ResNet) trained with
+early stopping on the validation split, evaluated once on the test split. In
+the same run and on the same splits, the same head on the raw preprocessed
+features and scikit-learn's ``HistGradientBoosting`` (early stopping on the
+validation split) give the two baselines. Each supervised model is trained
+with several seeds; results are mean and sample std over seeds.
+
+Metrics: accuracy in percent (classification) or RMSE in the target's
+original units (regression; heads fit standardised targets, predictions are
+mapped back before scoring).
+
+Representation (``reduction``): the encoder's ``R + F`` output tokens of width
+``d`` are either flattened (``(R + F) * d`` inputs to the head) or reduced per
+token by a learned linear map ``d -> 1`` (``R + F`` inputs; the reference's
+``linear_per_feature``), trained with the head.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.tabular import TabularDataset
+
+TaskKind = Literal["regression", "classification"]
+Reduction = Literal["flatten", "per_token"]
+HeadKind = Literal["mlp", "resnet"]
+
+
+# ----- inputs ------------------------------------------------------------------------------------------------
+
+
+def raw_features(num: Tensor, cat: Tensor, cardinalities: Sequence[int], indicate: Tensor) -> Tensor:
+    """The baselines' input: numeric features (missing -> 0, the training mean after the transform) with a 0/1
+    missing indicator for each column in ``indicate``, then one-hot categoricals.
+
+    Args:
+        num: ``(N, F_num)`` preprocessed numeric features (``NaN`` = missing).
+        cat: ``(N, F_cat)`` category indices.
+        cardinalities: one-hot widths of the categorical columns.
+        indicate: ``(F_num,)`` bool, columns that get an indicator (those with missing training values).
+
+    Returns:
+        ``(N, F_num + indicate.sum() + sum(cardinalities))`` float32.
+    """
+    parts = [num.nan_to_num(0.0), num[:, indicate].isnan().float()]
+    parts += [F.one_hot(cat[:, j], c).float() for j, c in enumerate(cardinalities)]
+    return torch.cat(parts, dim=1)
+
+
+@torch.no_grad()
+def encode_tokens(backbone: nn.Module, data: TabularDataset, batch_size: int = 1024, device: str = "cpu") -> Tensor:
+    """The frozen backbone's tokens of every row, ``(N, R + F, d)`` float32 on the CPU.
+
+    Uses the feature interface only: ``backbone(x)`` is ``(B, num_tokens * d)``.
+    """
+    was_training = backbone.training
+    backbone.eval().to(device)
+    out = []
+    for start in range(0, len(data), batch_size):
+        x = {k: v[start : start + batch_size].to(device) for k, v in data.inputs.items()}
+        out.append(backbone(x).float().cpu())
+    backbone.train(was_training)
+    return torch.cat(out).view(len(data), backbone.num_tokens, -1)
+
+
+# ----- heads -------------------------------------------------------------------------------------------------
+
+
+class TokenReduction(nn.Module):
+    """Tokens ``(B, T, d)`` to head inputs: ``"flatten"`` -> ``(B, T * d)``; ``"per_token"`` -> ``(B, T)`` with
+    ``y_t = <w_t, x_t> + b_t``, one linear map per token."""
+
+    def __init__(self, num_tokens: int, dim: int, mode: Reduction) -> None:
+        super().__init__()
+        if mode not in ("flatten", "per_token"):
+            raise ValueError(f"reduction must be 'flatten' or 'per_token', got {mode!r}")
+        self.mode = mode
+        self.out_dim = num_tokens * dim if mode == "flatten" else num_tokens
+        if mode == "per_token":
+            bound = 1 / math.sqrt(dim)
+            self.weight = nn.Parameter(torch.empty(num_tokens, dim).uniform_(-bound, bound))
+            self.bias = nn.Parameter(torch.empty(num_tokens).uniform_(-bound, bound))
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        if self.mode == "flatten":
+            return tokens.flatten(1)
+        return (tokens * self.weight).sum(-1) + self.bias
+
+
+class MLP(nn.Sequential):
+    """Gorishniy et al. 2021's MLP: ``layers`` x (Linear -> ReLU -> Dropout), then a linear output."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, layers: int = 3, dropout: float = 0.1) -> None:
+        blocks: list[nn.Module] = []
+        for i in range(layers):
+            blocks += [nn.Linear(in_dim if i == 0 else hidden, hidden), nn.ReLU(), nn.Dropout(dropout)]
+        super().__init__(*blocks, nn.Linear(hidden if layers else in_dim, out_dim))
+
+
+class ResidualBlock(nn.Module):
+    """``x + Dropout(Linear(Dropout(ReLU(Linear(BatchNorm(x))))))`` (Gorishniy et al. 2021, ResNet)."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.BatchNorm1d(dim), nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, dim),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ResNetMLP(nn.Sequential):
+    """Gorishniy et al. 2021's ResNet for tables: Linear -> ``layers`` residual blocks -> BatchNorm -> ReLU -> Linear."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, layers: int = 3, dropout: float = 0.1) -> None:
+        super().__init__(
+            nn.Linear(in_dim, hidden), *[ResidualBlock(hidden, 2 * hidden, dropout) for _ in range(layers)],
+            nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, out_dim),
+        )
+
+
+@dataclass
+class HeadConfig:
+    """Supervised head and its training: AdamW, mini-batches, early stopping on the validation loss.
+
+    The paper tunes these per data set; the defaults are Gorishniy et al.'s
+    usual MLP and need no tuning to compare representations.
+    """
+
+    hidden: int = 256
+    layers: int = 3
+    dropout: float = 0.1
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 256
+    max_epochs: int = 200
+    patience: int = 16
+
+
+@dataclass
+class BoostingConfig:
+    """scikit-learn's ``HistGradientBoosting``: learning rate, iterations, and early stopping on the validation split."""
+
+    learning_rate: float = 0.05
+    max_iter: int = 2000
+    patience: int = 50
+
+
+def make_head(kind: HeadKind, in_dim: int, out_dim: int, config: HeadConfig) -> nn.Module:
+    cls = {"mlp": MLP, "resnet": ResNetMLP}[kind]
+    return cls(in_dim, out_dim, config.hidden, config.layers, config.dropout)
+
+
+# ----- supervised training -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """Labels of a split and how to score predictions of them."""
+
+    task: TaskKind
+    num_classes: int | None = None
+    mean: float = 0.0  # regression: training-split statistics used to standardise
+    std: float = 1.0
+
+    @classmethod
+    def fit(cls, train_labels: Tensor, task: TaskKind, num_classes: int | None) -> Target:
+        if task == "classification":
+            return cls(task, num_classes)
+        y = train_labels.double()
+        return cls(task, None, y.mean().item(), y.std().item() or 1.0)
+
+    @property
+    def out_dim(self) -> int:
+        return self.num_classes if self.task == "classification" else 1
+
+    def encode(self, labels: Tensor) -> Tensor:
+        """What the head regresses or classifies: standardised values ``(N, 1)`` or class indices ``(N,)``."""
+        return labels.long() if self.task == "classification" else ((labels.double() - self.mean) / self.std).float()[:, None]
+
+    def loss(self, outputs: Tensor, encoded: Tensor) -> Tensor:
+        return F.cross_entropy(outputs, encoded) if self.task == "classification" else F.mse_loss(outputs, encoded)
+
+    def score(self, outputs: Tensor, labels: Tensor) -> float:
+        """Accuracy in percent, or RMSE in the labels' original units."""
+        if self.task == "classification":
+            return 100.0 * (outputs.argmax(1) == labels).double().mean().item()
+        predictions = outputs[:, 0].double() * self.std + self.mean
+        return (predictions - labels.double()).pow(2).mean().sqrt().item()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, batch_size: int = 2048) -> Tensor:
+    """Outputs of ``model`` in eval mode for every row of ``x``."""
+    model.eval()
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def fit_head(
+    model: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], target: Target, config: HeadConfig, seed: int
+) -> tuple[nn.Module, int, list[float]]:
+    """Train ``model`` on ``train = (inputs, labels)``; keep the weights of the epoch with the lowest validation loss.
+
+    Stops after ``config.patience`` epochs without improvement. The shuffling
+    comes from a generator seeded with ``seed``; the global RNG is left as it was.
+
+    Returns:
+        ``(model with the best weights, in eval mode; the best epoch, 1-based; the validation loss of every epoch)``.
+    """
+    (x, y), (vx, vy) = train, val
+    y, vy = target.encode(y), target.encode(vy)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    best_loss, best_epoch, best_state, history = math.inf, 0, copy.deepcopy(model.state_dict()), []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # dropout
+        for epoch in range(1, config.max_epochs + 1):
+            model.train()
+            order = torch.randperm(len(x), generator=generator)
+            for i in range(0, len(x), config.batch_size):
+                rows = order[i : i + config.batch_size]
+                if len(rows) < 2 and any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):
+                    continue  # BatchNorm cannot train on one row
+                loss = target.loss(model(x[rows]), y[rows])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            val_loss = target.loss(predict(model, vx), vy).item()
+            history.append(val_loss)
+            if val_loss < best_loss:
+                best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
+            elif epoch - best_epoch >= config.patience:
+                break
+    model.load_state_dict(best_state)
+    return model.eval(), best_epoch, history
+
+
+def gradient_boosting(
+    train: tuple[np.ndarray, Tensor], val: tuple[np.ndarray, Tensor], test: tuple[np.ndarray, Tensor],
+    categorical: np.ndarray, target: Target, seed: int, config: BoostingConfig | None = None,
+) -> tuple[float, float]:
+    """scikit-learn's HistGradientBoosting on the preprocessed features (``NaN`` = missing, categories native),
+    early-stopped on the validation split. Returns ``(validation score, test score)``."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    config = config or BoostingConfig()
+    cls = HistGradientBoostingClassifier if target.task == "classification" else HistGradientBoostingRegressor
+    model = cls(
+        learning_rate=config.learning_rate, max_iter=config.max_iter, early_stopping=True,
+        n_iter_no_change=config.patience, categorical_features=categorical, random_state=seed,
+    )
+    model.fit(train[0], train[1].numpy(), X_val=val[0], y_val=val[1].numpy())
+
+    def score(split: tuple[np.ndarray, Tensor]) -> float:
+        if target.task == "classification":
+            return 100.0 * float((model.predict(split[0]) == split[1].numpy()).mean())
+        return float(np.sqrt(np.mean((model.predict(split[0]) - split[1].double().numpy()) ** 2)))
+
+    return score(val), score(test)
+
+
+# ----- the comparison ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelScores:
+    """One model's validation and test scores over seeds."""
+
+    val: list[float] = field(default_factory=list)
+    test: list[float] = field(default_factory=list)
+    best_epoch: list[int] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        t = np.asarray(self.test)
+        return {
+            "test_mean": float(t.mean()), "test_std": float(t.std(ddof=1)) if len(t) > 1 else 0.0,
+            "val_mean": float(np.mean(self.val)), **asdict(self),
+        }
+
+
+def compare(
+    backbone: nn.Module,
+    train: TabularDataset,
+    val: TabularDataset,
+    test: TabularDataset,
+    task: TaskKind,
+    num_classes: int | None,
+    cardinalities: Sequence[int],
+    seeds: Sequence[int] = (0, 1, 2),
+    heads: Sequence[HeadKind] = ("mlp",),
+    reduction: Reduction = "flatten",
+    config: HeadConfig | None = None,
+    boosting: BoostingConfig | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Head on the raw features vs the same head on the frozen backbone's tokens vs gradient-boosted trees.
+
+    Args:
+        backbone: a frozen tabular encoder (``backbone(x)`` flattened tokens, ``num_tokens``).
+        train, val, test: the preprocessed splits (labels in original units).
+        task, num_classes: the target.
+        cardinalities: the categorical columns' index ranges (for one-hot raw features).
+        seeds: one supervised run per seed and model.
+        heads: ``"mlp"`` and/or ``"resnet"``; each is trained on both inputs.
+        reduction: how tokens become head inputs (module docstring).
+        config, boosting: the heads' and the trees' settings.
+
+    Returns:
+        ``{"metric", "task", "models": {name: scores summary}, ...}`` with names
+        ``"<head>_raw"``, ``"<head>_tjepa"`` and ``"hist_gradient_boosting"``.
+    """
+    config = config or HeadConfig()
+    target = Target.fit(train.labels, task, num_classes)
+    indicate = train.num.isnan().any(0)
+    raw = {name: raw_features(d.num, d.cat, cardinalities, indicate) for name, d in
+           (("train", train), ("val", val), ("test", test))}
+    tokens = {name: encode_tokens(backbone, d, device=device) for name, d in (("train", train), ("val", val), ("test", test))}
+    labels = {"train": train.labels, "val": val.labels, "test": test.labels}
+    scores: dict[str, ModelScores] = {}
+    for seed in seeds:
+        for kind in heads:
+            for source, inputs in (("raw", raw), ("tjepa", tokens)):
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)  # initialisation
+                    if source == "tjepa":
+                        reduce = TokenReduction(inputs["train"].shape[1], inputs["train"].shape[2], reduction)
+                        model = nn.Sequential(reduce, make_head(kind, reduce.out_dim, target.out_dim, config))
+                    else:
+                        model = make_head(kind, inputs["train"].shape[1], target.out_dim, config)
+                model, epoch, _ = fit_head(model, (inputs["train"], labels["train"]), (inputs["val"], labels["val"]),
+                                        target, config, seed)
+                entry = scores.setdefault(f"{kind}_{source}", ModelScores())
+                entry.val.append(target.score(predict(model, inputs["val"]), labels["val"]))
+                entry.test.append(target.score(predict(model, inputs["test"]), labels["test"]))
+                entry.best_epoch.append(epoch)
+        gbdt = _gbdt_inputs((train, val, test), cardinalities)
+        v, t = gradient_boosting(*[(gbdt[n], labels[n]) for n in ("train", "val", "test")], gbdt["categorical"], target,
+                                 seed, boosting)
+        entry = scores.setdefault("hist_gradient_boosting", ModelScores())
+        entry.val.append(v)
+        entry.test.append(t)
+    return {
+        "task": task,
+        "metric": "accuracy_percent" if task == "classification" else "rmse",
+        "seeds": list(seeds),
+        "reduction": reduction,
+        "head_config": asdict(config),
+        "boosting_config": asdict(boosting or BoostingConfig()),
+        "models": {name: s.summary() for name, s in scores.items()},
+    }
+
+
+def _gbdt_inputs(splits: Sequence[TabularDataset], cardinalities: Sequence[int]) -> dict[str, np.ndarray]:
+    """Numeric features (``NaN`` = missing) and category indices side by side, and the mask of the columns the trees
+    treat as categories (those with at most 255 indices, scikit-learn's limit; others stay ordinal)."""
+    out = {name: torch.cat([d.num, d.cat.float()], dim=1).numpy() for name, d in zip(("train", "val", "test"), splits)}
+    out["categorical"] = np.array([False] * splits[0].num.shape[1] + [c <= 255 for c in cardinalities], dtype=bool)
+    return out
