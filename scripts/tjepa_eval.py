@@ -34,8 +34,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("-c", "--config", required=True, help="a T-JEPA recipe (configs/tjepa_*.yaml)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="downstream seeds")
     parser.add_argument("--heads", nargs="+", default=["mlp"], choices=["mlp", "resnet"])
-    parser.add_argument("--reduction", default="flatten", choices=["flatten", "per_token"])
+    parser.add_argument("--reduction", default="per_token", choices=["per_token", "flatten"],
+                        help="T-JEPA tokens to head inputs: a linear map per token (paper) or flattened")
     parser.add_argument("--max-epochs", type=int, default=HeadConfig.max_epochs, help="downstream epochs (early stopping)")
+    parser.add_argument("--batch-size", type=int, default=HeadConfig.batch_size, help="downstream batch size")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch and scikit-learn (1 is fastest on a busy machine)")
     parser.add_argument("--out", type=Path, default=None, help="JSON to write")
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
         start = time.perf_counter()
         results = compare(
             cli.model.backbone, data.train_set, data.val_set, data.test_set, pre.task, pre.num_classes,
-            pre.cardinalities, args.seeds, args.heads, args.reduction, HeadConfig(max_epochs=args.max_epochs),
+            pre.cardinalities, args.seeds, args.heads, args.reduction, HeadConfig(batch_size=args.batch_size, max_epochs=args.max_epochs),
         )
     results.update(
         config=args.config, overrides=overrides, pretrain_seconds=round(pretrain_s, 1),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
@@ -105,13 +103,9 @@ def test_audio_folder_labels_come_from_subfolders(tmp_path):
     assert dict(zip((p.relative_to(tmp_path).as_posix() for p in ds.files), ds.targets)) == {
         "cat/b.flac": 0, "cat/deep/c.wav": 0, "dog/a.wav": 1, "loose.wav": -1,
     }
-    with pytest.raises(FileNotFoundError, match="no audio files"):
-        AudioFolder(tmp_path / "dog" / "none") if False else AudioFolder(_empty(tmp_path))
-
-
-def _empty(tmp_path: Path) -> Path:
     (tmp_path / "empty").mkdir()
-    return tmp_path / "empty"
+    with pytest.raises(FileNotFoundError, match="no audio files"):
+        AudioFolder(tmp_path / "empty")
 
 
 def test_manifest_with_header_relative_paths_and_optional_labels(tmp_path):

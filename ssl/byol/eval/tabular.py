@@ -13,9 +13,9 @@ original units (regression; heads fit standardised targets, predictions are
 mapped back before scoring).
 
 Representation (``reduction``): the encoder's ``R + F`` output tokens of width
-``d`` are either flattened (``(R + F) * d`` inputs to the head) or reduced per
-token by a learned linear map ``d -> 1`` (``R + F`` inputs; the reference's
-``linear_per_feature``), trained with the head.
+``d`` are reduced per token by a learned linear map ``d -> 1`` (``R + F`` inputs;
+the reference's ``linear_per_feature``; the default), trained with the head, or
+flattened (``(R + F) * d`` inputs).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from torch import Tensor, nn
 
 from ..data.tabular import TabularDataset
@@ -226,6 +227,7 @@ def fit_head(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     best_loss, best_epoch, best_state, history = math.inf, 0, copy.deepcopy(model.state_dict()), []
+    batch_norm = any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # dropout
         for epoch in range(1, config.max_epochs + 1):
@@ -233,7 +235,7 @@ def fit_head(
             order = torch.randperm(len(x), generator=generator)
             for i in range(0, len(x), config.batch_size):
                 rows = order[i : i + config.batch_size]
-                if len(rows) < 2 and any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):
+                if len(rows) < 2 and batch_norm:
                     continue  # BatchNorm cannot train on one row
                 loss = target.loss(model(x[rows]), y[rows])
                 optimizer.zero_grad(set_to_none=True)
@@ -255,8 +257,6 @@ def gradient_boosting(
 ) -> tuple[float, float]:
     """scikit-learn's HistGradientBoosting on the preprocessed features (``NaN`` = missing, categories native),
     early-stopped on the validation split. Returns ``(validation score, test score)``."""
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-
     config = config or BoostingConfig()
     cls = HistGradientBoostingClassifier if target.task == "classification" else HistGradientBoostingRegressor
     model = cls(
@@ -302,7 +302,7 @@ def compare(
     cardinalities: Sequence[int],
     seeds: Sequence[int] = (0, 1, 2),
     heads: Sequence[HeadKind] = ("mlp",),
-    reduction: Reduction = "flatten",
+    reduction: Reduction = "per_token",
     config: HeadConfig | None = None,
     boosting: BoostingConfig | None = None,
     device: str = "cpu",
@@ -325,31 +325,25 @@ def compare(
     """
     config = config or HeadConfig()
     target = Target.fit(train.labels, task, num_classes)
+    splits = {"train": train, "val": val, "test": test}
     indicate = train.num.isnan().any(0)
-    raw = {name: raw_features(d.num, d.cat, cardinalities, indicate) for name, d in
-           (("train", train), ("val", val), ("test", test))}
-    tokens = {name: encode_tokens(backbone, d, device=device) for name, d in (("train", train), ("val", val), ("test", test))}
-    labels = {"train": train.labels, "val": val.labels, "test": test.labels}
+    inputs = {
+        "raw": {n: raw_features(d.num, d.cat, cardinalities, indicate) for n, d in splits.items()},
+        "tjepa": {n: encode_tokens(backbone, d, device=device) for n, d in splits.items()},
+    }
+    labels = {n: d.labels for n, d in splits.items()}
+    gbdt = _gbdt_inputs(list(splits.values()), cardinalities)
     scores: dict[str, ModelScores] = {}
     for seed in seeds:
         for kind in heads:
-            for source, inputs in (("raw", raw), ("tjepa", tokens)):
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(seed)  # initialisation
-                    if source == "tjepa":
-                        reduce = TokenReduction(inputs["train"].shape[1], inputs["train"].shape[2], reduction)
-                        model = nn.Sequential(reduce, make_head(kind, reduce.out_dim, target.out_dim, config))
-                    else:
-                        model = make_head(kind, inputs["train"].shape[1], target.out_dim, config)
-                model, epoch, _ = fit_head(model, (inputs["train"], labels["train"]), (inputs["val"], labels["val"]),
-                                        target, config, seed)
+            for source, x in inputs.items():
                 entry = scores.setdefault(f"{kind}_{source}", ModelScores())
-                entry.val.append(target.score(predict(model, inputs["val"]), labels["val"]))
-                entry.test.append(target.score(predict(model, inputs["test"]), labels["test"]))
+                model, epoch, _ = fit_head(_make_model(kind, source, x["train"], target, config, reduction, seed),
+                                           (x["train"], labels["train"]), (x["val"], labels["val"]), target, config, seed)
+                entry.val.append(target.score(predict(model, x["val"]), labels["val"]))
+                entry.test.append(target.score(predict(model, x["test"]), labels["test"]))
                 entry.best_epoch.append(epoch)
-        gbdt = _gbdt_inputs((train, val, test), cardinalities)
-        v, t = gradient_boosting(*[(gbdt[n], labels[n]) for n in ("train", "val", "test")], gbdt["categorical"], target,
-                                 seed, boosting)
+        v, t = gradient_boosting(*[(gbdt[n], labels[n]) for n in splits], gbdt["categorical"], target, seed, boosting)
         entry = scores.setdefault("hist_gradient_boosting", ModelScores())
         entry.val.append(v)
         entry.test.append(t)
@@ -362,6 +356,18 @@ def compare(
         "boosting_config": asdict(boosting or BoostingConfig()),
         "models": {name: s.summary() for name, s in scores.items()},
     }
+
+
+def _make_model(
+    kind: HeadKind, source: str, train_x: Tensor, target: Target, config: HeadConfig, reduction: Reduction, seed: int
+) -> nn.Module:
+    """A freshly initialised head (seeded; the global RNG is left as it was); tokens ``(N, T, d)`` get a reduction first."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if source == "raw":
+            return make_head(kind, train_x.shape[1], target.out_dim, config)
+        reduce = TokenReduction(train_x.shape[1], train_x.shape[2], reduction)
+        return nn.Sequential(reduce, make_head(kind, reduce.out_dim, target.out_dim, config))
 
 
 def _gbdt_inputs(splits: Sequence[TabularDataset], cardinalities: Sequence[int]) -> dict[str, np.ndarray]:
