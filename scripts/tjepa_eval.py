@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--heads", nargs="+", default=["mlp"], choices=["mlp", "resnet"])
     parser.add_argument("--reduction", default="per_token", choices=["per_token", "flatten"],
                         help="T-JEPA tokens to head inputs: a linear map per token (paper) or flattened")
-    parser.add_argument("--max-epochs", type=int, default=HeadConfig.max_epochs, help="downstream epochs (early stopping)")
+    parser.add_argument("--max-epochs", type=int, default=HeadConfig.max_epochs,
+                        help="downstream epochs (early stopping)")
     parser.add_argument("--batch-size", type=int, default=HeadConfig.batch_size, help="downstream batch size")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch and scikit-learn (1 is fastest on a busy machine)")
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
         start = time.perf_counter()
         results = compare(
             cli.model.backbone, data.train_set, data.val_set, data.test_set, pre.task, pre.num_classes,
-            pre.cardinalities, args.seeds, args.heads, args.reduction, HeadConfig(batch_size=args.batch_size, max_epochs=args.max_epochs),
+            pre.cardinalities, args.seeds, args.heads, args.reduction,
+            HeadConfig(batch_size=args.batch_size, max_epochs=args.max_epochs),
         )
     results.update(
         config=args.config, overrides=overrides, pretrain_seconds=round(pretrain_s, 1),
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out or Path(cli.trainer.default_root_dir) / "tjepa_eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print_table(results, f"{Path(args.config).stem}: {len(args.seeds)} seeds, T-JEPA pretrained {results['pretrain_seconds']} s")
+    title = f"{Path(args.config).stem}: {len(args.seeds)} seeds, T-JEPA pretrained {results['pretrain_seconds']} s"
+    print_table(results, title)
     print(f"results written to {out}")
     return results
 

@@ -2,11 +2,11 @@
 
 from .core import OnlineTargetModule
 from .export import export_backbone, load_backbone, load_preprocess
-from .methods import BYOL
+from .methods import BYOL, BYOLA, TJEPA
 from .models import TimmBackbone
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BYOL", "OnlineTargetModule", "TimmBackbone", "__version__", "export_backbone", "load_backbone", "load_preprocess",
+    "BYOL", "BYOLA", "OnlineTargetModule", "TJEPA", "TimmBackbone", "__version__", "export_backbone", "load_backbone", "load_preprocess",
 ]

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import models, views
+from . import data, models, views
 from .models.state import strict_load
 
 WEIGHTS_NAME = "model.safetensors"
@@ -101,9 +101,20 @@ def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> nn.Mo
     return backbone.to(device).eval()
 
 
-def load_preprocess(path: str | Path) -> nn.Module:
-    """The input transform an exported backbone expects (e.g. :class:`byol.views.ImagePreprocess`)."""
-    return _build(read_config(path)["preprocessing"], views, str(path))
+def load_preprocess(path: str | Path):
+    """The input transform an exported backbone expects.
+
+    :class:`byol.views.ImagePreprocess` (uint8 images to normalised crops),
+    :class:`byol.views.LogMelPreprocess` (waveforms to normalised log-mels) or
+    :class:`byol.data.TabularPreprocessing` (table rows to token inputs, ``.transform(frame)``).
+    """
+    return build_preprocess(read_config(path)["preprocessing"], str(path))
+
+
+def build_preprocess(config: dict[str, Any], source: str = "config"):
+    """A preprocessing object from its ``export_config()`` dict; only classes of :mod:`byol.views` or :mod:`byol.data`."""
+    namespace = views if hasattr(views, str(config.get("class"))) else data
+    return _build(config, namespace, source, base=object)
 
 
 def build_backbone(architecture: dict[str, Any], source: str = "config") -> nn.Module:
@@ -111,13 +122,13 @@ def build_backbone(architecture: dict[str, Any], source: str = "config") -> nn.M
     return _build(architecture, models, source)
 
 
-def _build(config: dict[str, Any], namespace, source: str) -> nn.Module:
+def _build(config: dict[str, Any], namespace, source: str, base: type = nn.Module):
     """Instantiate ``config["class"]`` from ``namespace`` (a byol subpackage only) with the other keys."""
     args = dict(config)
     cls_name = args.pop("class", None)
     args.pop("num_features", None)
     cls = getattr(namespace, str(cls_name), None)
-    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+    if not isinstance(cls, type) or not issubclass(cls, base):
         raise ValueError(f"{source}: unknown class {cls_name!r} (expected one of {namespace.__name__})")
     return cls(**args)
 
@@ -154,7 +165,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
     )
 
 
-def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Any, dict[str, Any]]:
     """``(backbone, preprocess, config)`` from an exported folder or straight from a training checkpoint.
 
     The backbone is in eval mode on ``device``; ``preprocess`` maps raw
@@ -173,5 +184,7 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> tup
         backbone = backbone.to(device).eval()
     else:
         backbone, config = load_backbone(path, device), read_config(path)
-    preprocess = _build(config["preprocessing"], views, str(path)).to(device)
+    preprocess = build_preprocess(config["preprocessing"], str(path))
+    if isinstance(preprocess, nn.Module):
+        preprocess = preprocess.to(device)
     return backbone, preprocess, config

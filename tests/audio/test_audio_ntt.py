@@ -4,34 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from audio_formats import V1_512, V2_3072, paper_state
 
 import byol
 from byol.export import export_backbone
-from byol.models.audio_ntt import AudioNTT2020, AudioNTT2022, from_paper_state_dict, from_paper_weights
+from byol.models.audio_ntt import AudioNTT2020, AudioNTT2022, from_paper_state_dict
 from byol.views.audio_frontend import LogMelPreprocess
-
-
-def _paper_state(convs: list[int], fc: list[tuple[int, int]], channels: int = 64) -> dict[str, torch.Tensor]:
-    """A state dict with the key names and shapes of the papers' released .pth files, random values."""
-    g = torch.Generator().manual_seed(0)
-    state = {}
-    for n, i in enumerate(convs):
-        state[f"features.{i}.weight"] = torch.randn(channels, 1 if n == 0 else channels, 3, 3, generator=g) * 0.1
-        state[f"features.{i}.bias"] = torch.randn(channels, generator=g) * 0.1
-        bn = f"features.{i + 1}"
-        state[f"{bn}.weight"] = torch.rand(channels, generator=g) + 0.5
-        state[f"{bn}.bias"] = torch.randn(channels, generator=g) * 0.1
-        state[f"{bn}.running_mean"] = torch.randn(channels, generator=g) * 0.1
-        state[f"{bn}.running_var"] = torch.rand(channels, generator=g) + 0.5
-        state[f"{bn}.num_batches_tracked"] = torch.tensor(1000)
-    for i, (out, inp) in zip((0, 3), fc):
-        state[f"fc.{i}.weight"] = torch.randn(out, inp, generator=g) * 0.02
-        state[f"fc.{i}.bias"] = torch.randn(out, generator=g) * 0.02
-    return state
-
-
-V1_512 = dict(convs=[0, 4, 8], fc=[(512, 512), (512, 512)])  # AudioNTT2020-BYOLA-64x96d512.pth
-V2_3072 = dict(convs=[0, 4], fc=[(2048, 1024), (2048, 2048)])  # AudioNTT2022-BYOLA-64x96d2048.pth
 
 
 @pytest.mark.parametrize("d", [512, 1024, 2048])
@@ -62,7 +40,7 @@ def test_frame_features_are_frequency_major_as_in_the_papers_code():
 
 @pytest.mark.parametrize("layout,cls,d", [(V1_512, AudioNTT2020, 512), (V2_3072, AudioNTT2022, 3072)])
 def test_a_state_dict_with_the_papers_keys_loads_strictly(layout, cls, d):
-    state = _paper_state(**layout)
+    state = paper_state(**layout)
     model = cls(d=d)
     model.load_export_state_dict(state)
     assert set(model.export_state_dict()) == set(state)
@@ -73,24 +51,10 @@ def test_a_state_dict_with_the_papers_keys_loads_strictly(layout, cls, d):
 
 
 def test_a_key_that_does_not_match_is_reported():
-    state = _paper_state(**V1_512)
+    state = paper_state(**V1_512)
     state["fc.9.weight"] = state.pop("fc.3.weight")
     with pytest.raises(RuntimeError, match=r"missing keys \(1\): fc.3.weight"):
         AudioNTT2020().load_export_state_dict(state)
-
-
-def test_released_pth_file_becomes_an_exported_backbone(tmp_path, audio_exports):
-    from byol.eval.byola_weights import import_paper_weights
-
-    pth = tmp_path / "AudioNTT2022-BYOLA-64x96d2048.pth"
-    torch.save(_paper_state(**V2_3072), pth)
-    model = from_paper_weights(pth)
-    assert isinstance(model, AudioNTT2022) and not model.training
-    out = import_paper_weights(pth, tmp_path / "exported", mean=-5.0, std=4.0)
-    loaded, pre = byol.load_backbone(out), byol.load_preprocess(out)
-    assert isinstance(pre, LogMelPreprocess) and (pre.mean, pre.std) == (-5.0, 4.0)
-    wave = torch.randn(2, 15200) * 0.1
-    torch.testing.assert_close(loaded(pre(wave)), model(pre(wave)), rtol=0, atol=0)
 
 
 def test_export_round_trip_of_a_trained_like_encoder(tmp_path, audio_exports):

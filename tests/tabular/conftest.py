@@ -24,7 +24,8 @@ def one_thread():
 @pytest.fixture
 def california_rtdl() -> Path:
     if not (CALIFORNIA_RTDL / "info.json").is_file():
-        pytest.skip(f"California Housing (rtdl split) not found at {CALIFORNIA_RTDL.resolve()}: ../shared/data is absent")
+        pytest.skip(f"California Housing (rtdl split) not found at {CALIFORNIA_RTDL.resolve()}: "
+                    "../shared/data is absent")
     return CALIFORNIA_RTDL
 
 

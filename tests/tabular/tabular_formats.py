@@ -70,7 +70,7 @@ TABLE_WRITERS = {
 
 
 def tabular_overrides(data: dict, root: Path) -> list[str]:
-    """CLI overrides pointing a recipe's ``data`` section (``class_path`` + ``init_args``) at a tiny copy under ``root``."""
+    """CLI overrides that point a recipe's ``data`` section (``class_path``, ``init_args``) at a copy in ``root``."""
     entry = TABLE_WRITERS[data["class_path"]]
     if entry is None:
         return []

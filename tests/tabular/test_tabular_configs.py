@@ -38,6 +38,6 @@ def test_generic_recipe_takes_path_and_target_on_the_command_line(tmp_path: Path
     mine.write_text(frame_path.read_text().replace("median_house_value", "income"))
     config = next(p for p in CONFIGS if p.name == "tjepa_csv.yaml")
     cli = ByolCLI(args=["fit", "--config", str(config), "--data.path", str(mine), "--data.target", "income",
-                        "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu", "--data.init_args.batch_size", "4",
-                        *QUIET])
+                        "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu",
+                        "--data.init_args.batch_size", "4", *QUIET])
     assert cli.datamodule.preprocessing.target.name == "income" and cli.trainer.global_step == 1

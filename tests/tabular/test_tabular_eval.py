@@ -72,7 +72,9 @@ def tiny_split(n: int, seed: int, task: str) -> TabularDataset:
     return TabularDataset(num, cat, labels)
 
 
-@pytest.mark.parametrize(("task", "heads", "seeds"), [("regression", ("mlp",), (0, 1)), ("classification", ("mlp", "resnet"), (0,))])
+@pytest.mark.parametrize(("task", "heads", "seeds"), [
+    ("regression", ("mlp",), (0, 1)), ("classification", ("mlp", "resnet"), (0,)),
+])
 def test_comparison_reports_every_model_over_seeds(task, heads, seeds):
     torch.manual_seed(0)
     backbone = TabularTransformer(3, [4], dim=8, depth=1, heads=2, ffn_dim=16, num_reg_tokens=1)
@@ -82,7 +84,8 @@ def test_comparison_reports_every_model_over_seeds(task, heads, seeds):
     config = HeadConfig(hidden=32, layers=2, batch_size=64, max_epochs=30, patience=5)
     boosting = BoostingConfig(learning_rate=0.2, max_iter=100, patience=10)
     num_classes = 2 if task == "classification" else None
-    results = compare(backbone, train, val, test, task, num_classes, [4], seeds, heads, config=config, boosting=boosting)
+    results = compare(backbone, train, val, test, task, num_classes, [4], seeds, heads,
+                      config=config, boosting=boosting)
     assert set(results["models"]) == {f"{h}_{s}" for h in heads for s in ("raw", "tjepa")} | {"hist_gradient_boosting"}
     for scores in results["models"].values():
         assert len(scores["test"]) == len(seeds) and math.isfinite(scores["test_mean"]) and scores["test_std"] >= 0

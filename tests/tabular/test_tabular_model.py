@@ -20,7 +20,8 @@ def batch(b: int = 5, num: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
 
 def encoder(**kw) -> TabularTransformer:
     torch.manual_seed(0)
-    return TabularTransformer(3, CARDS, **{"dim": 8, "depth": 2, "heads": 2, "ffn_dim": 16, "num_reg_tokens": 2, **kw}).eval()
+    args = {"dim": 8, "depth": 2, "heads": 2, "ffn_dim": 16, "num_reg_tokens": 2, **kw}
+    return TabularTransformer(3, CARDS, **args).eval()
 
 
 def test_tokenizer_matches_a_direct_computation():
@@ -133,7 +134,8 @@ def test_export_config_rebuilds_the_architecture_and_weights_load_strictly():
         rebuilt.load_export_state_dict({k: v for k, v in enc.export_state_dict().items() if "reg_tokens" not in k})
 
 
-@pytest.mark.skipif(not hasattr(byol.models, "TabularTransformer"), reason="byol.models does not re-export TabularTransformer yet")
+@pytest.mark.skipif(not hasattr(byol.models, "TabularTransformer"),
+                    reason="byol.models does not re-export TabularTransformer yet")
 def test_exported_folder_loads_with_byol_load_backbone(tmp_path):
     enc = encoder()
     export_backbone(enc, tmp_path, {"class": "TabularPreprocessing"}, method="TJEPA")

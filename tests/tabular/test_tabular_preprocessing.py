@@ -95,7 +95,8 @@ def test_missing_values_raise_when_the_policy_is_error():
 
 
 def test_missing_target_column_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"target column 'income_class' not found in the training split; its columns are: income, age"):
+    with pytest.raises(ValueError, match=r"target column 'income_class' not found in the training split; "
+                                         r"its columns are: income, age"):
         TabularPreprocessing.fit(table(), target="income_class")
     pre = TabularPreprocessing.fit(table(), target="label")
     with pytest.raises(ValueError, match="target column 'label' not found in test rows"):
@@ -105,7 +106,8 @@ def test_missing_target_column_is_a_clear_error():
 def test_missing_target_values_are_a_clear_error():
     train = table()
     train.loc[[0, 9], "label"] = None
-    with pytest.raises(ValueError, match=r"target column 'label' of the training split has 2 missing values at rows 0, 9"):
+    with pytest.raises(ValueError, match=r"target column 'label' of the training split has 2 missing values "
+                                         r"at rows 0, 9"):
         TabularPreprocessing.fit(train, target="label")
 
 
@@ -114,7 +116,8 @@ def test_non_numeric_value_in_a_numeric_column_is_a_clear_error():
     pre = TabularPreprocessing.fit(train, target="label")
     rows = table(5, seed=2).astype({"income": object})
     rows.loc[3, "income"] = "12,5k"
-    with pytest.raises(ValueError, match=r"column 'income' of new rows is numeric but holds non-numeric values \('12,5k'\) at rows 3"):
+    with pytest.raises(ValueError, match=r"column 'income' of new rows is numeric but holds non-numeric values "
+                                         r"\('12,5k'\) at rows 3"):
         pre.transform(rows, source="new rows")
     # while fitting: a declared numeric column, and a text column of numbers with a typo
     with pytest.raises(ValueError, match="column 'city' of the training split is numeric but holds non-numeric"):

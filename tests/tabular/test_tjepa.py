@@ -5,12 +5,14 @@ from functools import partial
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from tabular_formats import write_tiny_csv
 from torch.utils.data import DataLoader
 
 import byol.models
 from byol.core.schedules import LinearTau
 from byol.data.tabular import SklearnTableDataModule, TableFileDataModule
+from byol.data.tabular_preprocessing import TabularPreprocessing
 from byol.export import load_checkpoint, load_pretrained
 from byol.methods.tjepa import TJEPA, jepa_loss
 from byol.models.state import strict_load
@@ -49,7 +51,8 @@ class RecordLoss(L.Callback):
 def test_networks_are_built_from_the_datamodule_preprocessing(tmp_path):
     model, data = tiny_tjepa(), tiny_table(tmp_path)
     trainer(max_steps=1).fit(model, data)
-    assert model.online.num_table_features == 9 and model.online.tokenizer.cardinalities == data.preprocessing.cardinalities
+    assert model.online.num_table_features == 9
+    assert model.online.tokenizer.cardinalities == data.preprocessing.cardinalities
     assert model.backbone is model.target and model._backbone_prefix() == "target."
     assert model.export_preprocessing() == data.preprocessing.export_config()
     assert model.probe is None  # regression target
@@ -147,7 +150,8 @@ def test_checkpoint_holds_the_target_encoder_and_the_preprocessing(tmp_path):
     assert config.pop("class") == "TabularTransformer"
     config.pop("num_features")
     backbone = TabularTransformer(**config).eval()
-    strict_load(backbone, {k[len("target."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("target.")}, "ckpt")
+    prefix = meta["backbone_prefix"]
+    strict_load(backbone, {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}, "ckpt")
     x, _ = next(iter(DataLoader(data.train_set, batch_size=8)))
     model.eval()
     with torch.no_grad():
@@ -156,6 +160,25 @@ def test_checkpoint_holds_the_target_encoder_and_the_preprocessing(tmp_path):
         assert not torch.equal(model.target.reg_tokens, model.online.reg_tokens)  # the target, not the context encoder
         reloaded = TJEPA.load_from_checkpoint(path, encoder=ENCODER, predictor=PREDICTOR).eval()
         torch.testing.assert_close(reloaded.embed(x), expected, rtol=0, atol=0)
+        # new rows: the saved preprocessing and the exported weights reproduce the training representation
+        config = {k: v for k, v in meta["preprocessing"].items() if k != "class"}
+        rows = TabularPreprocessing(**config).transform(data.splits.train.iloc[:8])
+        torch.testing.assert_close(backbone(rows), expected, rtol=0, atol=0)
         if hasattr(byol.models, "TabularTransformer"):
             exported, _, _ = load_pretrained(path)
             torch.testing.assert_close(exported(x), expected, rtol=0, atol=0)
+
+
+def test_resuming_mid_epoch_ends_where_an_uninterrupted_run_ends(tmp_path):
+    data = tiny_table(tmp_path)  # 4 batches per epoch; a checkpoint at step 6 is in the middle of epoch 2
+    every_6 = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=6, save_top_k=-1)
+    L.seed_everything(0)
+    straight = tiny_tjepa()
+    trainer(max_epochs=3, enable_checkpointing=True, callbacks=[every_6]).fit(straight, data)
+    L.seed_everything(0)
+    resumed = tiny_tjepa()  # a fresh instance: its networks are built before the checkpoint is restored
+    tr = trainer(max_epochs=3)
+    tr.fit(resumed, data, ckpt_path=tmp_path / "ckpt" / "epoch=1-step=6.ckpt")
+    assert tr.global_step == 12
+    for a, b in zip(straight.target.parameters(), resumed.target.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -1,6 +1,13 @@
-"""Datasets (deterministic decoding to fixed-size tensors) and the datamodule."""
+"""Datasets (deterministic decoding to fixed-size tensors) and datamodules."""
 
+from .audio import FSDD, AudioFolder, AudioManifest
 from .datamodule import DataModule
 from .image_datasets import CIFAR10, CIFAR100, MNIST, STL10, Digits, FashionMNIST, ImageFolder
+from .tabular import RTDLSplitDataModule, SklearnTableDataModule, TableFileDataModule
+from .tabular_preprocessing import TabularPreprocessing
 
-__all__ = ["CIFAR10", "CIFAR100", "MNIST", "STL10", "DataModule", "Digits", "FashionMNIST", "ImageFolder"]
+__all__ = [
+    "CIFAR10", "CIFAR100", "FSDD", "MNIST", "STL10", "AudioFolder", "AudioManifest", "DataModule", "Digits",
+    "FashionMNIST", "ImageFolder", "RTDLSplitDataModule", "SklearnTableDataModule", "TableFileDataModule",
+    "TabularPreprocessing",
+]

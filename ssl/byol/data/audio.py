@@ -30,6 +30,7 @@ Datasets hold only paths and labels, so they are cheap to pickle into DataLoader
 from __future__ import annotations
 
 import csv
+import functools
 import re
 import warnings
 from collections.abc import Sequence
@@ -39,8 +40,8 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 from torch.utils.data import Dataset
+from torchaudio.transforms import Resample
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg")
 FULL_SCALE = 0.999  # a sample at or above this magnitude counts as clipped
@@ -54,7 +55,7 @@ def read_audio(path: Path, sample_rate: int, clip_fraction: float = 0.01) -> tor
         raise FileNotFoundError(f"audio file not found: {path}")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (frames, channels)
-    except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as err:
+    except (RuntimeError, OSError) as err:  # soundfile.LibsndfileError is a RuntimeError
         raise ValueError(f"{path}: cannot decode audio (corrupt or unsupported file): {err}") from err
     if data.shape[0] == 0:
         raise ValueError(f"{path}: the file holds no samples")
@@ -65,9 +66,13 @@ def read_audio(path: Path, sample_rate: int, clip_fraction: float = 0.01) -> tor
     elif (np.abs(data) >= FULL_SCALE).mean() > clip_fraction:
         warnings.warn(f"{path}: the clip is clipped (over {clip_fraction:.0%} of samples at full scale)", stacklevel=2)
     wave = torch.from_numpy(data.mean(axis=1))
-    if rate != sample_rate:
-        wave = AF.resample(wave, rate, sample_rate)
-    return wave
+    return _resampler(rate, sample_rate)(wave) if rate != sample_rate else wave
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(orig_freq: int, new_freq: int) -> Resample:
+    """torchaudio's sinc resampler between two rates; its kernel is computed once per pair (and process)."""
+    return Resample(orig_freq, new_freq)
 
 
 def fit_length(wave: torch.Tensor, length: int, crop: Crop) -> torch.Tensor:

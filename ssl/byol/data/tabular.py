@@ -129,7 +129,8 @@ class TableFileDataModule(TabularDataModule):
             raise ValueError(f"columns to drop {absent} not found in {path}")
         frame = frame.drop(columns=list(drop or ()))
         if target is not None and target not in frame.columns:
-            raise ValueError(f"target column {target!r} not found in {path}; its columns are: {', '.join(map(str, frame.columns))}")
+            columns = ", ".join(map(str, frame.columns))
+            raise ValueError(f"target column {target!r} not found in {path}; its columns are: {columns}")
         if split_column is not None:
             train, val, test = column_splits(frame, split_column, str(path))
         else:

@@ -296,7 +296,9 @@ class TabularPreprocessing:
             raise ValueError(f"missing must be 'indicator' or 'error', got {missing!r}")
         self.numeric = [NumericColumn(**{**c, "quantiles": tuple(c.get("quantiles", ()))}) for c in numeric]
         self.categorical = [CategoricalColumn(c["name"], tuple(c["categories"])) for c in categorical]
-        self.target = None if target is None else TargetColumn(**{**target, "classes": tuple(target.get("classes", ()))})
+        self.target = None if target is None else TargetColumn(
+            **{**target, "classes": tuple(target.get("classes", ()))}
+        )
         self.missing = missing
         if not self.numeric and not self.categorical:
             raise ValueError("a table needs at least one feature column")
@@ -322,7 +324,8 @@ class TabularPreprocessing:
         declared = [*(numeric or ()), *(categorical or ())]
         unknown = [c for c in declared if c not in train.columns]
         if unknown:
-            raise ValueError(f"declared columns {unknown} not found in {source}; its columns are: {', '.join(map(str, train.columns))}")
+            columns = ", ".join(map(str, train.columns))
+            raise ValueError(f"declared columns {unknown} not found in {source}; its columns are: {columns}")
         both = set(numeric or ()) & set(categorical or ())
         if both or (target is not None and target in declared):
             raise ValueError(f"columns {sorted(both) or [target]} are declared twice (numeric, categorical or target)")
@@ -364,7 +367,7 @@ class TabularPreprocessing:
 
     # ----- transform -----------------------------------------------------------------------------------
     def transform(self, frame: pd.DataFrame, source: str = "the table") -> dict[str, torch.Tensor]:
-        """``{"num": (N, F_num) float32, "cat": (N, F_cat) int64}`` for the rows of ``frame`` (extra columns are ignored)."""
+        """``{"num": (N, F_num) float32, "cat": (N, F_cat) int64}`` for the rows of ``frame`` (others ignored)."""
         absent = [n for n in self.feature_names if n not in frame.columns]
         if absent:
             raise ValueError(f"{source} lacks the feature columns {absent} that the model was trained with")
@@ -395,7 +398,8 @@ class TabularPreprocessing:
     def _check_missing(self, column: str, missing: np.ndarray, index: pd.Index, source: str) -> None:
         if self.missing == "error" and missing.any():
             raise ValueError(
-                f"column {column!r} of {source} has {int(missing.sum())} missing values at rows {_rows(index, missing)}; "
+                f"column {column!r} of {source} has {int(missing.sum())} missing values at rows "
+                f"{_rows(index, missing)}; "
                 "fill them, or set data.missing=indicator to give them a learned [MISSING] token"
             )
 

@@ -124,7 +124,9 @@ def read_rtdl_split(root: str | Path) -> TableSplits:
                 array = _load_array(path)
                 names = info.get(f"{kind}_cols") or [f"{kind.lower()}{j}" for j in range(array.shape[1])]
                 if len(names) != array.shape[1]:
-                    raise ValueError(f"{info_path}: {kind}_cols names {len(names)} columns, {path.name} has {array.shape[1]}")
+                    raise ValueError(
+                        f"{info_path}: {kind}_cols names {len(names)} columns, {path.name} has {array.shape[1]}"
+                    )
                 parts[kind] = pd.DataFrame(array, columns=names)
         y = _load_array(root / f"y_{split}.npy")
         if not parts:
@@ -148,7 +150,9 @@ def _load_array(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as err:
-        raise ValueError(f"{path} holds Python objects and is not read (it could run code when unpickled): {err}") from err
+        raise ValueError(
+            f"{path} holds Python objects and is not read (it could run code when unpickled): {err}"
+        ) from err
 
 
 def sklearn_table(name: Literal["breast_cancer", "wine", "diabetes"]) -> tuple[pd.DataFrame, Task]:

@@ -125,7 +125,7 @@ class ResidualBlock(nn.Module):
 
 
 class ResNetMLP(nn.Sequential):
-    """Gorishniy et al. 2021's ResNet for tables: Linear -> ``layers`` residual blocks -> BatchNorm -> ReLU -> Linear."""
+    """Gorishniy et al. 2021's ResNet for tables: Linear -> ``layers`` residual blocks -> BN -> ReLU -> Linear."""
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, layers: int = 3, dropout: float = 0.1) -> None:
         super().__init__(
@@ -147,14 +147,14 @@ class HeadConfig:
     dropout: float = 0.1
     lr: float = 1e-3
     weight_decay: float = 1e-5
-    batch_size: int = 256
+    batch_size: int = 512
     max_epochs: int = 200
     patience: int = 16
 
 
 @dataclass
 class BoostingConfig:
-    """scikit-learn's ``HistGradientBoosting``: learning rate, iterations, and early stopping on the validation split."""
+    """scikit-learn's ``HistGradientBoosting``: learning rate, iterations, early stopping on the validation split."""
 
     learning_rate: float = 0.05
     max_iter: int = 2000
@@ -191,7 +191,9 @@ class Target:
 
     def encode(self, labels: Tensor) -> Tensor:
         """What the head regresses or classifies: standardised values ``(N, 1)`` or class indices ``(N,)``."""
-        return labels.long() if self.task == "classification" else ((labels.double() - self.mean) / self.std).float()[:, None]
+        if self.task == "classification":
+            return labels.long()
+        return ((labels.double() - self.mean) / self.std).float()[:, None]
 
     def loss(self, outputs: Tensor, encoded: Tensor) -> Tensor:
         return F.cross_entropy(outputs, encoded) if self.task == "classification" else F.mse_loss(outputs, encoded)
@@ -212,7 +214,12 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 2048) -> Tensor:
 
 
 def fit_head(
-    model: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], target: Target, config: HeadConfig, seed: int
+    model: nn.Module,
+    train: tuple[Tensor, Tensor],
+    val: tuple[Tensor, Tensor],
+    target: Target,
+    config: HeadConfig,
+    seed: int,
 ) -> tuple[nn.Module, int, list[float]]:
     """Train ``model`` on ``train = (inputs, labels)``; keep the weights of the epoch with the lowest validation loss.
 
@@ -338,8 +345,9 @@ def compare(
         for kind in heads:
             for source, x in inputs.items():
                 entry = scores.setdefault(f"{kind}_{source}", ModelScores())
-                model, epoch, _ = fit_head(_make_model(kind, source, x["train"], target, config, reduction, seed),
-                                           (x["train"], labels["train"]), (x["val"], labels["val"]), target, config, seed)
+                model = _make_model(kind, source, x["train"], target, config, reduction, seed)
+                model, epoch, _ = fit_head(model, (x["train"], labels["train"]), (x["val"], labels["val"]),
+                                           target, config, seed)
                 entry.val.append(target.score(predict(model, x["val"]), labels["val"]))
                 entry.test.append(target.score(predict(model, x["test"]), labels["test"]))
                 entry.best_epoch.append(epoch)
@@ -361,7 +369,7 @@ def compare(
 def _make_model(
     kind: HeadKind, source: str, train_x: Tensor, target: Target, config: HeadConfig, reduction: Reduction, seed: int
 ) -> nn.Module:
-    """A freshly initialised head (seeded; the global RNG is left as it was); tokens ``(N, T, d)`` get a reduction first."""
+    """A freshly initialised head (seeded; the global RNG is left as it was); tokens ``(N, T, d)`` are reduced first."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if source == "raw":

@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from ..core.optim import OptimizerFactory
-from ..core.schedules import Constant, ConstantTau, TauSchedule
+from ..core.schedules import Constant, ConstantTau, TauSchedule, WarmupCosine
 from ..views.audio import BYOLAViews
 from ..views.audio_norm import DatasetNorm, log_mel_moments
 from .byol import BYOL
@@ -107,19 +107,10 @@ class BYOLA(BYOL):
         config = super().configure_optimizers()
         if self.constant_lr:
             optimizer = config["optimizer"]
-            warmup = self._warmup_steps()
-            factors = [_WarmupConstant(warmup)] * len(optimizer.param_groups)
+            constant = WarmupCosine(self.total_steps, self._warmup_steps(), final_factor=1.0)  # no decay
+            factors: list = [constant] * len(optimizer.param_groups)
             if self.probe is not None:
                 factors[-1] = Constant()
             config["lr_scheduler"]["scheduler"] = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
         return config
 
-
-class _WarmupConstant:
-    """Picklable ``LambdaLR`` multiplier: linear warm-up from ``1 / (warmup_steps + 1)`` to 1, then 1."""
-
-    def __init__(self, warmup_steps: int) -> None:
-        self.warmup_steps = warmup_steps
-
-    def __call__(self, step: int) -> float:
-        return (step + 1) / (self.warmup_steps + 1) if step < self.warmup_steps else 1.0

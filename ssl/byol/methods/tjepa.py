@@ -1,4 +1,4 @@
-"""T-JEPA (Thimonier et al. 2024): predict, in latent space, the target encoder's tokens of some features from others."""
+"""T-JEPA (Thimonier et al. 2024): predict, in latent space, the target encoder's tokens of features from others."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def jepa_loss(predictions: Tensor, targets: Tensor) -> Tensor:
     """
     if predictions.shape != targets.shape or predictions.ndim != 4:
         raise ValueError(
-            f"predictions and targets must both be (B, M, K_t, d), got {tuple(predictions.shape)} and {tuple(targets.shape)}"
+            "predictions and targets must both be (B, M, K_t, d), "
+            f"got {tuple(predictions.shape)} and {tuple(targets.shape)}"
         )
     return F.mse_loss(predictions.float(), targets.detach().float())
 
@@ -123,7 +124,8 @@ class TJEPA(OnlineTargetModule):
         if preprocessing is None:
             raise TypeError(
                 "TJEPA builds its encoder from the table's fitted preprocessing: train it with a tabular datamodule "
-                "(byol.data.tabular.TableFileDataModule, RTDLSplitDataModule, SklearnTableDataModule) or call build() first"
+                "(byol.data.tabular.TableFileDataModule, RTDLSplitDataModule, SklearnTableDataModule) "
+                "or call build() first"
             )
         self.build(preprocessing.num_numeric, preprocessing.cardinalities, preprocessing.export_config(),
                    preprocessing.num_classes)

@@ -24,7 +24,7 @@ from .state import strict_load
 
 
 def sincos_encoding(positions: int, dim: int) -> Tensor:
-    """Fixed 1-D sine-cosine encodings ``(positions, dim)`` (Vaswani et al. 2017; I-JEPA's layout: sines, then cosines)."""
+    """Fixed 1-D sine-cosine encodings ``(positions, dim)`` (Vaswani et al. 2017; I-JEPA's layout: sines, cosines)."""
     if dim % 2:
         raise ValueError(f"sine-cosine encodings need an even width, got {dim}")
     freqs = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))
@@ -89,12 +89,15 @@ class FeatureTokenizer(nn.Module):
         absent = num.isnan().unsqueeze(-1)
         # NaN * W would poison the gradient of W through the discarded branch of where(): fill first
         numeric = torch.where(absent, self.missing, num.nan_to_num(0.0).unsqueeze(-1) * self.weight)
-        categorical = self.embedding(cat + self.offsets) if self.cardinalities else numeric.new_zeros(len(num), 0, self.dim)
+        if self.cardinalities:
+            categorical = self.embedding(cat + self.offsets)
+        else:
+            categorical = numeric.new_zeros(len(num), 0, self.dim)
         return torch.cat([numeric, categorical], dim=1) + self.bias
 
 
 def _transformer(dim: int, depth: int, heads: int, ffn_dim: int, dropout: float) -> nn.TransformerEncoder:
-    """Pre-norm transformer blocks (GELU feed-forward), no final norm; linear layers initialised by :func:`_init_linear`."""
+    """Pre-norm transformer blocks (GELU feed-forward), no final norm; linear layers as :func:`_init_linear`."""
     if depth < 1:
         raise ValueError(f"depth must be at least 1, got {depth}")
     layer = nn.TransformerEncoderLayer(
