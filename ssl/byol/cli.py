@@ -4,7 +4,8 @@
   every constructor argument is a config key.
 - ``byol linear-eval``, ``byol knn-eval``: evaluate a pretrained backbone (exported folder or ``.ckpt``).
 - ``byol export RUN.ckpt OUT_DIR``: write the backbone as safetensors + config.json.
-- ``byol plot-curves RUN_DIR OUT.png``, ``byol plot-embeddings BACKBONE --data ... OUT.png``.
+- ``byol plot-curves RUN_DIR OUT.png``, ``byol plot-embeddings BACKBONE --data ... OUT.png``,
+  ``byol plot-views AUDIO OUT.png`` (a log-mel and its two BYOL-A views).
 """
 
 from __future__ import annotations
@@ -93,12 +94,27 @@ def plot_embeddings(backbone: str, data: Dataset, out: Path, max_points: int = 5
     print(f"wrote {plot_embedding_map(feats, labels, out, names, title=f'{Path(backbone).name}: {type(data).__name__}', max_points=max_points)}")
 
 
+def plot_views(audio: Path, out: Path, version: str = "v2", background: list[Path] | None = None, seed: int = 0) -> None:
+    """Plot the log-mel of an audio file and two BYOL-A views of it to a PNG.
+
+    Args:
+        audio: a wav/flac/ogg file.
+        out: PNG to write.
+        version: ``v1`` or ``v2`` augmentation pipeline.
+        background: other clips that fill the mixup memory.
+    """
+    from .eval.audio_plots import plot_audio_views
+
+    print(f"wrote {plot_audio_views(audio, out, version, background or (), seed)}")
+
+
 TOOLS = {
     "linear-eval": linear_eval,
     "knn-eval": knn_eval,
     "export": export,
     "plot-curves": plot_curves,
     "plot-embeddings": plot_embeddings,
+    "plot-views": plot_views,
 }
 
 
