@@ -20,7 +20,7 @@ def test_audio_config_runs_one_step(config: Path, tmp_path: Path, monkeypatch):
     cli = ByolCLI(args=[
         "fit", "--config", str(config),
         "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
-        "--trainer.logger", "false", "--trainer.callbacks", "[]",
+        "--trainer.logger", "false", "--trainer.callbacks", "[]", "--trainer.precision", "32-true",  # bf16 is slow on CPUs
         "--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0",
         # the papers' head sizes are exercised elsewhere; small heads keep this step fast
         "--model.init_args.projector_hidden_dim", "64", "--model.init_args.predictor_hidden_dim", "64",

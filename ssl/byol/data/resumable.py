@@ -14,8 +14,8 @@ class ResumableSampler(DistributedSampler):
 
     A ``DistributedSampler`` (so Lightning keeps it under DDP rather than
     wrapping it) that also works without a process group (one replica), and
-    that can skip the first ``skip`` samples of its next iteration (mid-epoch
-    resume).
+    that skips the first ``skip`` samples of epoch ``skip_epoch`` (mid-epoch
+    resume); any other epoch is read whole.
     """
 
     def __init__(self, dataset: Dataset, shuffle: bool = True, seed: int = 0) -> None:
@@ -27,11 +27,12 @@ class ResumableSampler(DistributedSampler):
             shuffle=shuffle,
             seed=seed,
         )
-        self.skip = 0
+        self.skip, self.skip_epoch = 0, -1
 
     def __iter__(self) -> Iterator[int]:
         indices = list(super().__iter__())
-        skip, self.skip = self.skip, 0
+        skip = self.skip if self.epoch == self.skip_epoch else 0
+        self.skip = 0
         return iter(indices[skip:])
 
 
@@ -51,7 +52,8 @@ class ResumableDataLoader(DataLoader):
         self.delivered = 0
 
     def __iter__(self) -> Iterator[Any]:
-        self.delivered = self.sampler.skip // self.batch_size
+        resumed = self.sampler.epoch == self.sampler.skip_epoch
+        self.delivered = self.sampler.skip // self.batch_size if resumed else 0
         for batch in super().__iter__():
             self.delivered += 1
             yield batch
@@ -60,5 +62,7 @@ class ResumableDataLoader(DataLoader):
         return {"epoch": self.sampler.epoch, "batches": self.delivered}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Skip what epoch ``state["epoch"]`` already delivered; a finished epoch leaves nothing to skip in the next."""
         self.sampler.set_epoch(state["epoch"])
+        self.sampler.skip_epoch = state["epoch"]
         self.sampler.skip = state["batches"] * self.batch_size

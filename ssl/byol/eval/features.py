@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
@@ -51,7 +52,7 @@ def extract_features(
     backbone.eval().to(device)
     feats, labels = [], []
     for x, y in tqdm(loader, desc="features", disable=not progress or rank != 0, leave=False):
-        x = x.to(device, non_blocking=True)
+        x = move_data_to_device(x, device)  # a tensor, or a dict of tensors (tables)
         if preprocess is not None:
             x = preprocess(x)
         feats.append(backbone(x).float().cpu())
