@@ -1,5 +1,6 @@
 """The command line: clear errors for wrong config keys, wrong types and bad data; --print_config works."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,30 @@ def test_bad_image_folder_is_a_clear_error(tmp_path, make_folder):
         assert "no images" in out.stderr.lower() and str(root) in out.stderr
     else:
         assert "broken.jpg" in out.stderr
+
+
+def test_export_and_linear_eval_commands(tmp_path, make_model):
+    import lightning as L
+    import torch
+
+    from byol.data import DataModule, Digits
+
+    model = make_model()
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(model, DataModule(Digits(split="train", size=8), batch_size=64, num_workers=0))
+    ckpt = tmp_path / "run.ckpt"
+    trainer.save_checkpoint(ckpt)
+
+    out = byol("export", str(ckpt), str(tmp_path / "exported"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "exported" / "model.safetensors").is_file()
+
+    out = byol("linear-eval", str(tmp_path / "exported"),
+               "--train.class_path", "byol.data.Digits", "--train.init_args.split", "train", "--train.init_args.size", "8",
+               "--test.class_path", "byol.data.Digits", "--test.init_args.split", "test", "--test.init_args.size", "8",
+               "--num_workers", "0", "--weight_decays", "[0.001]", "--device", "cpu", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    results = json.loads((tmp_path / "exported" / "linear_eval_Digits.json").read_text())
+    assert 10.0 < results["top1"] <= 100.0 and results["weight_decay"] == 0.001
+    assert torch.load(ckpt, weights_only=True)["byol"]["method"] == "BYOL"

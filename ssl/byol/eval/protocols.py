@@ -35,6 +35,14 @@ def _init_distributed(device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
+def _require_splits(train: Dataset | None, test: Dataset | None) -> tuple[Dataset, Dataset]:
+    """``train`` and ``test`` are keyword options on the command line (``--train.class_path ...``) but required."""
+    missing = [name for name, ds in (("train", train), ("test", test)) if ds is None]
+    if missing:
+        raise ValueError(f"give the labeled datasets: --{' and --'.join(missing)} (class_path + init_args)")
+    return train, test
+
+
 def _is_main() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 
@@ -66,8 +74,8 @@ def _report(title: str, results: dict[str, Any], backbone: str, name: str) -> Pa
 
 def linear_eval(
     backbone: str,
-    train: Dataset,
-    test: Dataset,
+    train: Dataset | None = None,
+    test: Dataset | None = None,
     protocol: Literal["cached", "augmented"] = "cached",
     batch_size: int = 256,
     num_workers: int = 4,
@@ -89,6 +97,7 @@ def linear_eval(
     Returns:
         ``{"top1": %, "top5": %, ...}``, also written as JSON next to the backbone.
     """
+    train, test = _require_splits(train, test)
     dev = resolve_device(device)
     _init_distributed(dev)
     model, preprocess, config = load_pretrained(backbone, dev)
@@ -120,8 +129,8 @@ def _augmented(model, preprocess, train, test, batch_size, num_workers, epochs, 
 
 def knn_eval(
     backbone: str,
-    train: Dataset,
-    test: Dataset,
+    train: Dataset | None = None,
+    test: Dataset | None = None,
     k: int = 200,
     temperature: float = 0.1,
     batch_size: int = 256,
@@ -134,6 +143,7 @@ def knn_eval(
     The training features form the bank; under ``torchrun`` each rank keeps
     only its shard of the bank and queries are processed in chunks.
     """
+    train, test = _require_splits(train, test)
     dev = resolve_device(device)
     _init_distributed(dev)
     model, preprocess, config = load_pretrained(backbone, dev)
