@@ -5,7 +5,7 @@ evaluation code): the backbone is frozen; each clip is embedded whole (cut into 
 length, embedded, averaged: :func:`clip_embeddings`); the log-mels are pre-normalised with the statistics of the
 downstream training set (:func:`log_mel_statistics`); embeddings are standardised with training statistics; a
 linear classifier is trained with Adam and early stopping on a validation split (:func:`fit_linear_early_stopping`,
-EVAR's settings for BYOL-A: lr 3e-4, at most 200 epochs, patience 20); the test accuracy is reported.
+EVAR's settings for BYOL-A: lr 3e-4, batches of 200, at most 200 epochs, patience 20); the test accuracy is reported.
 
 :func:`fsdd_comparison` runs it on the Free Spoken Digit Dataset for three encoders: a BYOL-A backbone, the same
 architecture at random initialisation, and a linear classifier on the raw log-mel values.
@@ -130,14 +130,15 @@ def fit_linear_early_stopping(
     val_y: Tensor,
     num_classes: int,
     lr: float = 3e-4,
-    batch_size: int = 256,
+    batch_size: int = 200,
     max_epochs: int = 200,
     patience: int = 20,
     seed: int = 0,
 ) -> tuple[nn.Linear, float, int]:
     """Train ``Linear(D, C)`` with Adam and cross-entropy; keep the weights of the best validation accuracy.
 
-    Training stops after ``patience`` epochs without a better validation accuracy (ties keep the earlier
+    As EVAR's classifier: mini-batches of 200, and training stops once ``patience`` epochs have passed without a
+    validation accuracy at least as good as the best (a tie counts as progress and moves the best to the later
     epoch). Mini-batches are shuffled with a generator seeded by ``seed``; the result is deterministic.
 
     Args:
@@ -161,7 +162,7 @@ def fit_linear_early_stopping(
             opt.step()
         with torch.no_grad():
             acc = 100.0 * (head(val_x).argmax(1) == val_y).float().mean().item()
-        if acc > best:
+        if acc >= best:
             best, best_epoch, best_state = acc, epoch, copy.deepcopy(head.state_dict())
         elif epoch - best_epoch >= patience:
             break
