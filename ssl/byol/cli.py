@@ -73,7 +73,9 @@ def plot_curves(run_dir: Path, out: Path, keys: list[str] | None = None) -> None
     print(f"wrote {plot_training_curves(csv, out, keys)}")
 
 
-def plot_embeddings(backbone: str, data: Dataset, out: Path, max_points: int = 5000, device: str = "auto") -> None:
+def plot_embeddings(
+    backbone: str, out: Path, data: Dataset | None = None, max_points: int = 5000, device: str = "auto"
+) -> None:
     """Map a backbone's features of a labeled dataset to 2-D with t-SNE, coloured by label, saved as PNG.
 
     Args:
@@ -87,6 +89,8 @@ def plot_embeddings(backbone: str, data: Dataset, out: Path, max_points: int = 5
     from .eval.protocols import resolve_device
     from .export import load_pretrained
 
+    if data is None:
+        raise ValueError("give the labeled dataset: --data.class_path ... --data.init_args...")
     dev = resolve_device(device)
     model, preprocess, _ = load_pretrained(backbone, dev)
     feats, labels = extract_features(model, data, preprocess, device=dev)
