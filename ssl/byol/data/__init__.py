@@ -3,11 +3,12 @@
 from .audio import FSDD, AudioFolder, AudioManifest
 from .datamodule import DataModule
 from .image_datasets import CIFAR10, CIFAR100, MNIST, STL10, Digits, FashionMNIST, ImageFolder
+from .table_rows import TableRows
 from .tabular import RTDLSplitDataModule, SklearnTableDataModule, TableFileDataModule
 from .tabular_preprocessing import TabularPreprocessing
 
 __all__ = [
     "CIFAR10", "CIFAR100", "FSDD", "MNIST", "STL10", "AudioFolder", "AudioManifest", "DataModule", "Digits",
-    "FashionMNIST", "ImageFolder", "RTDLSplitDataModule", "SklearnTableDataModule", "TableFileDataModule",
+    "FashionMNIST", "ImageFolder", "RTDLSplitDataModule", "SklearnTableDataModule", "TableFileDataModule", "TableRows",
     "TabularPreprocessing",
 ]

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.table_rows import TableRows
 from ..export import load_pretrained
 from .augmented_linear import AugmentedLinearProbe
 from .features import extract_features
@@ -41,6 +42,15 @@ def _require_splits(train: Dataset | None, test: Dataset | None) -> tuple[Datase
     if missing:
         raise ValueError(f"give the labeled datasets: --{' and --'.join(missing)} (class_path + init_args)")
     return train, test
+
+
+def _backbone_inputs(preprocess: Any, *datasets: Dataset) -> tuple[Any, list[Dataset]]:
+    """``(batch preprocess, datasets)``: raw table rows go through the backbone's fitted preprocessing once, here."""
+    if not any(isinstance(ds, TableRows) for ds in datasets):
+        return preprocess, list(datasets)
+    if not all(isinstance(ds, TableRows) for ds in datasets):
+        raise ValueError("give both splits as tables (byol.data.TableRows) or neither")
+    return None, [ds.preprocessed(preprocess) for ds in datasets]
 
 
 def _is_main() -> bool:
@@ -101,13 +111,16 @@ def linear_eval(
     dev = resolve_device(device)
     _init_distributed(dev)
     model, preprocess, config = load_pretrained(backbone, dev)
+    preprocess, (train_inputs, test_inputs) = _backbone_inputs(preprocess, train, test)
     if protocol == "augmented":
+        if preprocess is None:
+            raise ValueError("--protocol augmented crops images; evaluate tables with --protocol cached")
         results = _augmented(model, preprocess, train, test, batch_size, num_workers, epochs, lr, seed)
     else:
         kw = dict(preprocess=preprocess, batch_size=batch_size, num_workers=num_workers, device=dev)
-        trx, try_ = extract_features(model, train, **kw)
-        tex, tey = extract_features(model, test, **kw)
-        probe = linear_probe(trx, try_, tex, tey, _num_classes(train, test, labels=try_),
+        trx, try_ = extract_features(model, train_inputs, **kw)
+        tex, tey = extract_features(model, test_inputs, **kw)
+        probe = linear_probe(trx, try_, tex, tey, _num_classes(train_inputs, test_inputs, labels=try_),
                              tuple(weight_decays), val_fraction, seed)
         results = {"top1": probe.top1, "top5": probe.top5, "weight_decay": probe.weight_decay,
                    "val_top1": probe.val_top1, "val_top1_per_weight_decay": probe.val_top1_per_weight_decay}
@@ -147,10 +160,11 @@ def knn_eval(
     dev = resolve_device(device)
     _init_distributed(dev)
     model, preprocess, config = load_pretrained(backbone, dev)
+    preprocess, (train_inputs, test_inputs) = _backbone_inputs(preprocess, train, test)
     kw = dict(preprocess=preprocess, batch_size=batch_size, num_workers=num_workers, device=dev)
-    bank, bank_y = extract_features(model, train, gather=False, **kw)  # this rank's shard of the bank
-    queries, query_y = extract_features(model, test, **kw)
-    num_classes = _num_classes(train, test, labels=query_y)
+    bank, bank_y = extract_features(model, train_inputs, gather=False, **kw)  # this rank's shard of the bank
+    queries, query_y = extract_features(model, test_inputs, **kw)
+    num_classes = _num_classes(train_inputs, test_inputs, labels=query_y)
     acc = knn_accuracy(bank, bank_y, queries, query_y, num_classes, k=k, temperature=temperature, chunk_size=chunk_size)
     results = {**acc, "k": k, "temperature": temperature, "train": type(train).__name__, "test": type(test).__name__,
                "method": config.get("method")}
