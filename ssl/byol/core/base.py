@@ -141,6 +141,31 @@ class OnlineTargetModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.seed is None:
             self.seed = torch.initial_seed() % 2**63
+        self.print(self.batch_and_lr_summary())  # rank zero only
+
+    def batch_and_lr_summary(self) -> str:
+        """One line: the effective batch (per device x devices x nodes x accumulation) and the learning rate.
+
+        The learning rate is the first parameter group's peak (after warm-up). It is used as configured,
+        not scaled with the batch; the line also gives it per 256 samples (the linear rule of LARS recipes,
+        ``lr = base_lr x batch / 256``), so a recipe moved to another number of devices can be rescaled by hand.
+        """
+        trainer = self.trainer
+        trainer.fit_loop.setup_data()  # a no-op once configure_optimizers has set the loader up
+        loader = trainer.train_dataloader
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        per_device = getattr(loader, "batch_size", None) or getattr(batch_sampler, "batch_size", None)
+        if per_device is None:
+            return "effective batch unknown (the training loader has no batch_size)"
+        devices, nodes, accumulate = trainer.num_devices, trainer.num_nodes, trainer.accumulate_grad_batches
+        batch = per_device * devices * nodes * accumulate
+        group = trainer.optimizers[0].param_groups[0] if trainer.optimizers else {}
+        lr = group.get("initial_lr", group.get("lr"))
+        lr_text = "lr unknown" if lr is None else f"lr {lr:g} (not scaled; = {lr * 256 / batch:g} x {batch}/256)"
+        return (
+            f"effective batch {batch} = {per_device} per device x {devices} device{'s' * (devices != 1)} x "
+            f"{nodes} node{'s' * (nodes != 1)} x {accumulate} accumulation; {lr_text}"
+        )
 
     def _batch_seed(self) -> int:
         batch_number = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready

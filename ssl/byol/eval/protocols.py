@@ -115,7 +115,7 @@ def linear_eval(
     if protocol == "augmented":
         if preprocess is None:
             raise ValueError("--protocol augmented crops images; evaluate tables with --protocol cached")
-        results = _augmented(model, preprocess, train, test, batch_size, num_workers, epochs, lr, seed)
+        results = _augmented(model, preprocess, train, test, batch_size, num_workers, epochs, lr, seed, dev)
     else:
         kw = dict(preprocess=preprocess, batch_size=batch_size, num_workers=num_workers, device=dev)
         trx, try_ = extract_features(model, train_inputs, **kw)
@@ -130,14 +130,24 @@ def linear_eval(
     return results
 
 
-def _augmented(model, preprocess, train, test, batch_size, num_workers, epochs, lr, seed) -> dict[str, float]:
+def _augmented(model, preprocess, train, test, batch_size, num_workers, epochs, lr, seed, device) -> dict[str, float]:
+    """Train the head with Lightning (DDP under ``torchrun``), then score the test split exactly once per sample
+    with the sharded feature extraction (a distributed sampler would pad the split with repeated samples)."""
+    num_classes = getattr(train, "num_classes", None) or getattr(test, "num_classes", None)
+    if not num_classes:
+        raise ValueError(f"{type(train).__name__} has no num_classes attribute; --protocol augmented needs it")
     L.seed_everything(seed)
-    probe = AugmentedLinearProbe(model, preprocess, _num_classes(train, test, labels=torch.tensor([0])), lr=lr)
-    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, check_val_every_n_epoch=epochs)
+    probe = AugmentedLinearProbe(model, preprocess, int(num_classes), lr=lr)
+    world, local = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    trainer = L.Trainer(max_epochs=epochs, accelerator=device.type, devices=local, num_nodes=world // local,
+                        logger=False, enable_checkpointing=False, limit_val_batches=0)
     loader = dict(batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0)
-    trainer.fit(probe, DataLoader(train, shuffle=True, drop_last=True, **loader), DataLoader(test, **loader))
-    metrics = trainer.callback_metrics
-    return {"top1": 100 * metrics["linear/test_top1"].item(), "top5": 100 * metrics["linear/test_top5"].item()}
+    trainer.fit(probe, DataLoader(train, shuffle=True, drop_last=True, **loader))
+    classifier = torch.nn.Sequential(probe.backbone, probe.head)
+    logits, labels = extract_features(classifier, test, preprocess, batch_size, num_workers, device)
+    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    return {"top1": 100 * (top5[:, 0] == labels).float().mean().item(),
+            "top5": 100 * (top5 == labels[:, None]).any(1).float().mean().item()}
 
 
 def knn_eval(
