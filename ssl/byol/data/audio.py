@@ -35,7 +35,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import soundfile as sf
@@ -155,7 +155,7 @@ class AudioFolder(AudioClips):
     Args:
         root: the folder.
         extensions: file suffixes to include (case-insensitive).
-        sample_rate, segment_seconds, crop, clip_fraction: see :class:`AudioClips`.
+        kwargs: ``sample_rate``, ``segment_seconds``, ``crop``, ``clip_fraction`` of :class:`AudioClips`.
 
     Raises:
         FileNotFoundError: ``root`` is not a folder or holds no audio file.
@@ -165,12 +165,9 @@ class AudioFolder(AudioClips):
         self,
         root: str | Path,
         extensions: Sequence[str] = AUDIO_EXTENSIONS,
-        sample_rate: int = 16000,
-        segment_seconds: float = 0.95,
-        crop: Crop = "random",
-        clip_fraction: float = 0.01,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(sample_rate, segment_seconds, crop, clip_fraction)
+        super().__init__(**kwargs)
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"audio folder not found: {self.root}")
@@ -193,7 +190,7 @@ class AudioManifest(AudioClips):
 
     Args:
         manifest: the CSV file.
-        sample_rate, segment_seconds, crop, clip_fraction: see :class:`AudioClips`.
+        kwargs: ``sample_rate``, ``segment_seconds``, ``crop``, ``clip_fraction`` of :class:`AudioClips`.
 
     Raises:
         FileNotFoundError: the manifest is missing.
@@ -203,12 +200,9 @@ class AudioManifest(AudioClips):
     def __init__(
         self,
         manifest: str | Path,
-        sample_rate: int = 16000,
-        segment_seconds: float = 0.95,
-        crop: Crop = "random",
-        clip_fraction: float = 0.01,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(sample_rate, segment_seconds, crop, clip_fraction)
+        super().__init__(**kwargs)
         self.manifest = Path(manifest)
         if not self.manifest.is_file():
             raise FileNotFoundError(f"manifest not found: {self.manifest}")
@@ -243,7 +237,7 @@ class FSDD(AudioClips):
         split: ``"train"`` (indices 5-49), ``"test"`` (0-4) or ``"all"``.
         speakers: keep only these speakers (``None``: all); with ``exclude_speakers``, the speaker-held-out splits.
         exclude_speakers: drop these speakers.
-        sample_rate, segment_seconds, crop, clip_fraction: see :class:`AudioClips`.
+        kwargs: ``sample_rate``, ``segment_seconds``, ``crop``, ``clip_fraction`` of :class:`AudioClips`.
 
     Attributes:
         classes: ``"0"`` ... ``"9"``; the label is the spoken digit.
@@ -262,12 +256,9 @@ class FSDD(AudioClips):
         split: Literal["train", "test", "all"] = "train",
         speakers: Sequence[str] | None = None,
         exclude_speakers: Sequence[str] = (),
-        sample_rate: int = 16000,
-        segment_seconds: float = 0.95,
-        crop: Crop = "random",
-        clip_fraction: float = 0.01,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(sample_rate, segment_seconds, crop, clip_fraction)
+        super().__init__(**kwargs)
         if split not in ("train", "test", "all"):
             raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
         root = Path(root)

@@ -12,7 +12,7 @@ regression values, int64 classes, or ``-1`` for an unlabeled table.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 import torch
@@ -103,6 +103,8 @@ class TableFileDataModule(TabularDataModule):
         split_column: a column holding ``train``/``val``/``test`` per row; otherwise a
             random split with ``val_fraction``/``test_fraction`` and ``split_seed``
             (stratified by the target for classification).
+        kwargs: ``numeric_transform``, ``missing``, ``batch_size``, ``num_workers``, ``drop_last`` of
+            :class:`TabularDataModule`.
     """
 
     def __init__(
@@ -117,11 +119,7 @@ class TableFileDataModule(TabularDataModule):
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         split_seed: int = 0,
-        numeric_transform: NumericTransform = "quantile",
-        missing: MissingPolicy = "indicator",
-        batch_size: int = 256,
-        num_workers: int = 0,
-        drop_last: bool = True,
+        **kwargs: Any,
     ) -> None:
         frame = read_table(path)
         absent = [c for c in drop or () if c not in frame.columns]
@@ -137,25 +135,22 @@ class TableFileDataModule(TabularDataModule):
             stratify = target if target is not None and _is_classification(frame[target], task) else None
             train, val, test = random_splits(frame, val_fraction, test_fraction, split_seed, stratify)
         splits = TableSplits(train, val, test, target, str(path), numeric, categorical, task)
-        super().__init__(splits, numeric_transform, missing, batch_size, num_workers, drop_last)
+        super().__init__(splits, **kwargs)
 
 
 class RTDLSplitDataModule(TabularDataModule):
     """A split folder of the FT-Transformer benchmark (``N_*.npy``, ``C_*.npy``, ``y_*.npy``, ``info.json``).
 
     Its train/val/test split and column types are the folder's.
+
+    Args:
+        root: the split folder.
+        kwargs: ``numeric_transform``, ``missing``, ``batch_size``, ``num_workers``, ``drop_last`` of
+            :class:`TabularDataModule`.
     """
 
-    def __init__(
-        self,
-        root: str,
-        numeric_transform: NumericTransform = "quantile",
-        missing: MissingPolicy = "indicator",
-        batch_size: int = 256,
-        num_workers: int = 0,
-        drop_last: bool = True,
-    ) -> None:
-        super().__init__(read_rtdl_split(Path(root)), numeric_transform, missing, batch_size, num_workers, drop_last)
+    def __init__(self, root: str, **kwargs: Any) -> None:
+        super().__init__(read_rtdl_split(Path(root)), **kwargs)
 
 
 class SklearnTableDataModule(TabularDataModule):
@@ -165,6 +160,10 @@ class SklearnTableDataModule(TabularDataModule):
         name: ``breast_cancer`` (569 rows, 30 numeric features, 2 classes),
             ``wine`` (178 rows, 13 features, 3 classes) or ``diabetes``
             (442 rows, 10 features, regression).
+        val_fraction, test_fraction, split_seed: the random split.
+        batch_size: rows per batch.
+        kwargs: ``numeric_transform``, ``num_workers``, ``drop_last`` of :class:`TabularDataModule`; these
+            tables have no missing values (``missing="error"``).
     """
 
     def __init__(
@@ -173,16 +172,14 @@ class SklearnTableDataModule(TabularDataModule):
         val_fraction: float = 0.15,
         test_fraction: float = 0.2,
         split_seed: int = 0,
-        numeric_transform: NumericTransform = "quantile",
         batch_size: int = 64,
-        num_workers: int = 0,
-        drop_last: bool = True,
+        **kwargs: Any,
     ) -> None:
         frame, task = sklearn_table(name)
         stratify = "target" if task == "classification" else None
         train, val, test = random_splits(frame, val_fraction, test_fraction, split_seed, stratify)
         splits = TableSplits(train, val, test, "target", f"scikit-learn's {name}", task=task)
-        super().__init__(splits, numeric_transform, "error", batch_size, num_workers, drop_last)
+        super().__init__(splits, missing="error", batch_size=batch_size, **kwargs)
 
 
 def _is_classification(target: pd.Series, task: Task) -> bool:

@@ -41,8 +41,6 @@ class BYOLAViews(nn.Module):
     """Two BYOL-A views of a batch of waveforms ``(B, L)``; defaults are BYOL-A v2's.
 
     Args:
-        sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, mel_scale, mel_norm: the log-mel front
-            end (:class:`LogMelSpectrogram`).
         segment_seconds: length of the training segments (the dataset's); fixes the frames ``T``.
         pre_norm: ``"dataset"`` (v2: training-set statistics, computed by the method before training unless
             ``norm_stats`` is given) or ``"running"`` (v1: running estimate during the first
@@ -52,6 +50,9 @@ class BYOLAViews(nn.Module):
         mixup_ratio, mixup_memory: :class:`MixupBYOLA`'s ratio and bank size (``mixup_ratio=0`` turns it off).
         virtual_crop_scale, freq_scale, time_scale: :class:`RandomResizeCrop`.
         fader_gain: :class:`RandomLinearFader`'s gain, ``None`` for no fader (v1).
+        front_end: the log-mel front end's arguments (:class:`LogMelSpectrogram`: ``sample_rate``, ``n_fft``,
+            ``win_length``, ``hop_length``, ``n_mels``, ``f_min``, ``f_max``, ``mel_scale``, ``mel_norm``); its
+            defaults are BYOL-A's.
 
     Attributes:
         shape: ``(F, T)`` of the log-mels.
@@ -59,15 +60,7 @@ class BYOLAViews(nn.Module):
 
     def __init__(
         self,
-        sample_rate: int = 16000,
-        n_fft: int = 1024,
-        win_length: int = 1024,
-        hop_length: int = 160,
-        n_mels: int = 64,
-        f_min: float = 60.0,
-        f_max: float = 7800.0,
-        mel_scale: Literal["slaney", "htk"] = "slaney",
-        mel_norm: Literal["slaney"] | None = "slaney",
+        *,
         segment_seconds: float = 0.95,
         pre_norm: Literal["dataset", "running"] = "dataset",
         norm_stats: tuple[float, float] | None = None,
@@ -78,16 +71,16 @@ class BYOLAViews(nn.Module):
         freq_scale: tuple[float, float] = (0.6, 1.5),
         time_scale: tuple[float, float] = (0.6, 1.5),
         fader_gain: float | None = 1.0,
+        **front_end: Any,
     ) -> None:
         super().__init__()
         if pre_norm not in ("dataset", "running"):
             raise ValueError(f"pre_norm must be 'dataset' or 'running', got {pre_norm!r}")
         if pre_norm == "running" and norm_stats is not None:
             raise ValueError("norm_stats are for pre_norm='dataset'; the running norm estimates its own")
-        self.front_end = LogMelSpectrogram(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max,
-                                           mel_scale, mel_norm)
-        self.segment_samples = round(segment_seconds * sample_rate)
-        self.shape = (n_mels, self.front_end.num_frames(self.segment_samples))
+        self.front_end = LogMelSpectrogram(**front_end)
+        self.segment_samples = round(segment_seconds * self.front_end.sample_rate)
+        self.shape = (self.front_end.n_mels, self.front_end.num_frames(self.segment_samples))
         self.pre_norm: PreNorm = (
             DatasetNorm(*(norm_stats or (None, None))) if pre_norm == "dataset" else RunningNorm(norm_update_epochs)
         )

@@ -96,29 +96,20 @@ class LogMelSpectrogram(nn.Module):
 class LogMelPreprocess(nn.Module):
     """What an exported BYOL-A backbone expects: waveforms ``(B, L)`` to normalised log-mels ``(B, 1, F, T)``.
 
-    :class:`LogMelSpectrogram` (same arguments) followed by ``(x - mean) / std`` with fixed statistics: the
-    pre-normalisation of the run that trained the backbone, or of the downstream training set.
+    :class:`LogMelSpectrogram` followed by ``(x - mean) / std`` with fixed statistics: the pre-normalisation of
+    the run that trained the backbone, or of the downstream training set.
+
+    Args:
+        mean, std: the statistics (keyword-only; ``std > 0``).
+        front_end: :class:`LogMelSpectrogram`'s arguments (``sample_rate``, ``n_fft``, ..., ``mel_norm``), by
+            keyword.
     """
 
-    def __init__(
-        self,
-        sample_rate: int = 16000,
-        n_fft: int = 1024,
-        win_length: int = 1024,
-        hop_length: int = 160,
-        n_mels: int = 64,
-        f_min: float = 60.0,
-        f_max: float = 7800.0,
-        mel_scale: Literal["slaney", "htk"] = "slaney",
-        mel_norm: Literal["slaney"] | None = "slaney",
-        mean: float = 0.0,
-        std: float = 1.0,
-    ) -> None:
+    def __init__(self, *, mean: float = 0.0, std: float = 1.0, **front_end: Any) -> None:
         super().__init__()
         if not std > 0:
             raise ValueError(f"std must be positive, got {std}")
-        self.front_end = LogMelSpectrogram(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max,
-                                           mel_scale, mel_norm)
+        self.front_end = LogMelSpectrogram(**front_end)
         self.mean, self.std = float(mean), float(std)
 
     @property
