@@ -19,18 +19,21 @@ TORCHRUN_SCRIPT = ROOT / "scripts" / "launch_torchrun.sh"
 SLURM_SCRIPT = ROOT / "scripts" / "launch_slurm.sbatch"
 LINE = re.compile(
     r"effective batch (\d+) = (\d+) per device x (\d+) devices? x (\d+) nodes? x (\d+) accumulation; "
-    r"lr (\S+) \(not scaled; = (\S+) x (\d+)/256\)"
+    r"lr (\S+) (?:= (\S+) x \d+/(\d+)|\(as configured)"
 )
 
 
 def parse(text: str) -> list[tuple]:
-    return [(*map(int, m.group(1, 2, 3, 4, 5)), float(m.group(6)), float(m.group(7)), int(m.group(8)))
+    """``(batch, per device, devices, nodes, accumulation, lr, base lr or None, reference batch or None)``."""
+    return [(*map(int, m.group(1, 2, 3, 4, 5)), float(m.group(6)),
+             None if m.group(7) is None else float(m.group(7)), None if m.group(8) is None else int(m.group(8)))
             for m in LINE.finditer(text)]
 
 
-def check_formula(batch, per_device, devices, nodes, accumulate, lr, base_lr, batch_again) -> None:
-    assert batch == per_device * devices * nodes * accumulate == batch_again
-    assert base_lr == pytest.approx(lr * 256 / batch, rel=1e-5)
+def check_formula(batch, per_device, devices, nodes, accumulate, lr, base_lr, reference) -> None:
+    assert batch == per_device * devices * nodes * accumulate
+    if reference is not None:
+        assert lr == pytest.approx(base_lr * batch / reference, rel=1e-5)
 
 
 def test_fit_prints_effective_batch_and_lr_once(make_model, make_data, make_trainer, capsys):
@@ -39,23 +42,31 @@ def test_fit_prints_effective_batch_and_lr_once(make_model, make_data, make_trai
     found = parse(capsys.readouterr().out)
     assert len(found) == 1
     check_formula(*found[0])
-    assert found[0][:6] == (32, 16, 1, 1, 2, 0.05)
+    assert found[0] == (32, 16, 1, 1, 2, 0.05, None, None)
+
+
+def test_lr_reference_batch_scales_the_method_lr_but_not_the_probe(make_model, make_data, make_trainer, capsys):
+    model = make_model(lr_reference_batch=8)  # SGD lr 0.05, online probe on
+    trainer = make_trainer(fast_dev_run=True, accumulate_grad_batches=2)
+    trainer.fit(model, make_data(n=64, batch_size=16))
+    (found,) = parse(capsys.readouterr().out)
+    assert found == (32, 16, 1, 1, 2, 0.2, 0.05, 8)  # 0.05 x 32 / 8
+    *method_groups, probe_group = trainer.optimizers[0].param_groups
+    assert [g["initial_lr"] for g in method_groups] == pytest.approx([0.2] * len(method_groups))
+    assert probe_group["initial_lr"] == model.probe_lr
 
 
 def test_summary_of_a_multi_node_run():
     """The line for 256 per device on 8 devices x 2 nodes, from a stand-in trainer (no processes started)."""
-    module = OnlineTargetModule(torch.nn.Linear(2, 2))
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=4.8)
-    torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.0)  # warm-up start: lr 0, initial_lr 4.8
+    module = OnlineTargetModule(torch.nn.Linear(2, 2), lr_reference_batch=256)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3.2)
+    torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.0)  # warm-up start: lr 0, initial_lr 3.2
     module._trainer = SimpleNamespace(
         fit_loop=SimpleNamespace(setup_data=lambda: None), train_dataloader=SimpleNamespace(batch_size=256),
         num_devices=8, num_nodes=2, accumulate_grad_batches=1, optimizers=[optimizer],
     )
     line = module.batch_and_lr_summary()
-    assert line == (
-        "effective batch 4096 = 256 per device x 8 devices x 2 nodes x 1 accumulation; "
-        "lr 4.8 (not scaled; = 0.3 x 4096/256)"
-    )
+    assert line == "effective batch 4096 = 256 per device x 8 devices x 2 nodes x 1 accumulation; lr 3.2 = 0.2 x 4096/256"
 
 
 TINY_CONFIG = {
@@ -68,7 +79,8 @@ TINY_CONFIG = {
             "model_kwargs": {"stem_type": "", "stem_width": 8, "avg_down": False, "channels": [8, 8, 16, 16]}}},
         "views": {"class_path": "byol.views.GreyImageViews", "init_args": {"size": 8, "crop_scale": [0.5, 1.0]}},
         "projector_hidden_dim": 32, "projection_dim": 16, "predictor_hidden_dim": 32,
-        "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.05, "momentum": 0.9}}}},
+        "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.05, "momentum": 0.9}},
+        "lr_reference_batch": 16}},
     "data": {"class_path": "byol.data.DataModule", "init_args": {
         "train": {"class_path": "byol.data.Digits", "init_args": {"split": "train", "size": 8}},
         "batch_size": 16, "num_workers": 0}},
@@ -101,7 +113,7 @@ def test_torchrun_script_runs_two_process_ddp_on_cpu(tmp_path):
     found = parse(out.stdout + out.stderr)
     assert len(found) == 1, out.stdout  # rank zero only
     check_formula(*found[0])
-    assert found[0][:5] == (2 * 16, 16, 2, 1, 1)
+    assert found[0] == (2 * 16, 16, 2, 1, 1, 0.1, 0.05, 16)  # two processes: twice the batch, twice the lr
     assert "max_steps=2" in out.stderr
 
 

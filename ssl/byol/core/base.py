@@ -50,6 +50,9 @@ class OnlineTargetModule(L.LightningModule):
         feature_dim: dimension of :meth:`embed`'s output, for the probe.
         num_classes: classes of the online probe; ``None`` disables it.
         probe_lr: learning rate of the online probe (constant).
+        lr_reference_batch: when set, the optimizer's ``lr`` is the rate for a batch of this many samples and is
+            scaled linearly to the effective batch (per device x devices x nodes x accumulation), so a recipe
+            keeps its meaning on any number of devices; ``None`` uses ``lr`` as given.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class OnlineTargetModule(L.LightningModule):
         feature_dim: int | None = None,
         num_classes: int | None = None,
         probe_lr: float = 0.1,
+        lr_reference_batch: int | None = None,
     ) -> None:
         super().__init__()
         self.online = online
@@ -69,6 +73,9 @@ class OnlineTargetModule(L.LightningModule):
         self.tau_schedule = tau_schedule
         self.warmup_epochs = warmup_epochs
         self.probe_lr = probe_lr
+        if lr_reference_batch is not None and lr_reference_batch <= 0:
+            raise ValueError(f"lr_reference_batch must be positive, got {lr_reference_batch}")
+        self.lr_reference_batch = lr_reference_batch
         self.seed: int | None = None  # the run's seed, fixed at fit start and kept in checkpoints
         self.probe: OnlineLinearProbe | None = None
         if num_classes is not None:
@@ -143,25 +150,35 @@ class OnlineTargetModule(L.LightningModule):
             self.seed = torch.initial_seed() % 2**63
         self.print(self.batch_and_lr_summary())  # rank zero only
 
-    def batch_and_lr_summary(self) -> str:
-        """One line: the effective batch (per device x devices x nodes x accumulation) and the learning rate.
+    def effective_batch(self) -> tuple[int, int, int, int] | None:
+        """``(per device, devices, nodes, accumulation)``; their product is the batch of one optimizer step.
 
-        The learning rate is the first parameter group's peak (after warm-up). It is used as configured,
-        not scaled with the batch; the line also gives it per 256 samples (the linear rule of LARS recipes,
-        ``lr = base_lr x batch / 256``), so a recipe moved to another number of devices can be rescaled by hand.
+        ``None`` when the training loader has no ``batch_size``.
         """
         trainer = self.trainer
-        trainer.fit_loop.setup_data()  # a no-op once configure_optimizers has set the loader up
+        trainer.fit_loop.setup_data()  # a no-op once the training loader is set up
         loader = trainer.train_dataloader
-        batch_sampler = getattr(loader, "batch_sampler", None)
-        per_device = getattr(loader, "batch_size", None) or getattr(batch_sampler, "batch_size", None)
+        per_device = getattr(loader, "batch_size", None) or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
         if per_device is None:
+            return None
+        return per_device, trainer.num_devices, trainer.num_nodes, trainer.accumulate_grad_batches
+
+    def batch_and_lr_summary(self) -> str:
+        """One line: the effective batch (per device x devices x nodes x accumulation) and the peak learning rate
+        of the first parameter group, with the linear scaling that made it when ``lr_reference_batch`` is set."""
+        parts = self.effective_batch()
+        if parts is None:
             return "effective batch unknown (the training loader has no batch_size)"
-        devices, nodes, accumulate = trainer.num_devices, trainer.num_nodes, trainer.accumulate_grad_batches
+        per_device, devices, nodes, accumulate = parts
         batch = per_device * devices * nodes * accumulate
-        group = trainer.optimizers[0].param_groups[0] if trainer.optimizers else {}
+        group = self.trainer.optimizers[0].param_groups[0] if self.trainer.optimizers else {}
         lr = group.get("initial_lr", group.get("lr"))
-        lr_text = "lr unknown" if lr is None else f"lr {lr:g} (not scaled; = {lr * 256 / batch:g} x {batch}/256)"
+        if lr is None:
+            lr_text = "lr unknown"
+        elif self.lr_reference_batch:
+            lr_text = f"lr {lr:g} = {lr * self.lr_reference_batch / batch:g} x {batch}/{self.lr_reference_batch}"
+        else:
+            lr_text = f"lr {lr:g} (as configured; set lr_reference_batch to scale it with the batch)"
         return (
             f"effective batch {batch} = {per_device} per device x {devices} device{'s' * (devices != 1)} x "
             f"{nodes} node{'s' * (nodes != 1)} x {accumulate} accumulation; {lr_text}"
@@ -223,8 +240,19 @@ class OnlineTargetModule(L.LightningModule):
             groups.append({"params": list(self.probe.parameters()), "lr": self.probe_lr, "weight_decay": 0.0})
             lambdas.append(Constant())
         optimizer = self.optimizer_factory(groups)
+        if self.lr_reference_batch:
+            self._scale_lr(optimizer.param_groups[: len(groups) - (self.probe is not None)])
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _scale_lr(self, groups: list[dict]) -> None:
+        """Linear scaling rule (Goyal et al. 2017; BYOL's ``0.2 x batch/256``): ``lr x batch / lr_reference_batch``."""
+        parts = self.effective_batch()
+        if parts is None:
+            raise ValueError("lr_reference_batch is set but the training loader has no batch_size to scale with")
+        batch = parts[0] * parts[1] * parts[2] * parts[3]
+        for group in groups:
+            group["lr"] *= batch / self.lr_reference_batch
 
     def _warmup_steps(self) -> int:
         max_epochs = self.trainer.max_epochs

@@ -37,7 +37,7 @@ class BYOL(OnlineTargetModule):
         views: the augmentation pipeline (:class:`byol.views.BYOLImageViews` or a preset).
         projector_hidden_dim, projection_dim, predictor_hidden_dim: head sizes
             (paper: 4096, 256, 4096).
-        optimizer, tau_schedule, warmup_epochs, num_classes, probe_lr: see
+        optimizer, tau_schedule, warmup_epochs, num_classes, probe_lr, lr_reference_batch: see
             :class:`byol.core.OnlineTargetModule`.
         channels_last: store weights and views in channels-last memory format
             (faster convolutions on tensor-core GPUs).
@@ -55,6 +55,7 @@ class BYOL(OnlineTargetModule):
         warmup_epochs: float = 10.0,
         num_classes: int | None = None,
         probe_lr: float = 0.1,
+        lr_reference_batch: int | None = None,
         channels_last: bool = False,
     ) -> None:
         dim = backbone.num_features
@@ -66,6 +67,7 @@ class BYOL(OnlineTargetModule):
             feature_dim=dim,
             num_classes=num_classes,
             probe_lr=probe_lr,
+            lr_reference_batch=lr_reference_batch,
         )
         self.predictor = BYOLPredictionHead(projection_dim, predictor_hidden_dim)
         self.views = views
