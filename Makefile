@@ -18,8 +18,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# CPU: a few minutes with reduced sizes; on a GPU machine the full sizes. Results: checkpoints/runs/bench.json.
+# Extra flags: make bench BENCH_ARGS="--only ema,step --device cuda"
 bench: $(STAMP)
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) checkpoints/runs wandb lightning_logs .pytest_cache
