@@ -109,3 +109,23 @@ def test_bf16_mixed_precision_and_channels_last_run(make_model, make_data, make_
     after = model.online.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+
+
+def test_nan_loss_read_late_stops_before_a_checkpoint_is_written(make_model, make_data, make_trainer, tmp_path):
+    """On an accelerator the NaN flag is read on logging steps only (no host sync per step); a checkpoint save
+    reads it first, so diverged weights never replace the last good checkpoint."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    model = make_model()
+    model._read_loss_now = lambda loss: False  # as on a GPU between logging steps
+    with torch.no_grad():
+        model.online.backbone.model.conv1.weight.fill_(float("nan"))
+    good = tmp_path / "ckpts" / "last.ckpt"
+    good.parent.mkdir()
+    good.write_bytes(b"a good checkpoint")
+    checkpoints = ModelCheckpoint(dirpath=good.parent, every_n_train_steps=2, save_last=True, save_top_k=-1)
+    with pytest.raises(FloatingPointError, match="BYOL loss is nan at step 0") as err:
+        make_trainer(max_steps=4, log_every_n_steps=100, enable_checkpointing=True, callbacks=[checkpoints]).fit(
+            model, make_data())
+    assert any(entry.name == "on_save_checkpoint" for entry in err.traceback)  # read late, at the save
+    assert sorted(p.name for p in good.parent.iterdir()) == ["last.ckpt"] and good.read_bytes() == b"a good checkpoint"

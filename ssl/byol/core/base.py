@@ -77,6 +77,7 @@ class OnlineTargetModule(L.LightningModule):
             raise ValueError(f"lr_reference_batch must be positive, got {lr_reference_batch}")
         self.lr_reference_batch = lr_reference_batch
         self.seed: int | None = None  # the run's seed, fixed at fit start and kept in checkpoints
+        self._nonfinite: torch.Tensor | None = None  # (step, loss) of the first NaN/inf loss, on the device
         self.probe: OnlineLinearProbe | None = None
         if num_classes is not None:
             if feature_dim is None:
@@ -99,7 +100,9 @@ class OnlineTargetModule(L.LightningModule):
         raise NotImplementedError
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store what rebuilds the backbone without this class: ``byol export`` reads it."""
+        """Store what rebuilds the backbone without this class: ``byol export`` reads it. Refuses (raises) when
+        the loss has gone NaN since the last check, before anything is written."""
+        self.raise_if_nonfinite()
         checkpoint["byol"] = {
             "method": type(self).__name__,
             "seed": self.seed,
@@ -207,21 +210,60 @@ class OnlineTargetModule(L.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
 
     # ----- monitoring -------------------------------------------------------------------------
+    def on_logging_step(self) -> bool:
+        """Whether Lightning sends this training step's ``on_step`` values to the loggers (every
+        ``trainer.log_every_n_steps``): costly monitors and host-device syncs happen on these steps only."""
+        return self.trainer._logger_connector.should_update_logs
+
     def log_monitors(self, embeddings: torch.Tensor, projections: torch.Tensor) -> None:
-        """Log label-free collapse signals of one view: ``(B, D)`` embeddings and ``(B, P)`` projections."""
+        """Log label-free collapse signals of one view, ``(B, D)`` embeddings and ``(B, P)`` projections, on
+        logging steps (RankMe's SVD is not free)."""
+        if not self.on_logging_step():
+            return
         self.log("train/proj_std", embedding_std(projections), on_step=True, on_epoch=False)
         self.log("train/rankme", rankme(embeddings), on_step=True, on_epoch=False)
+
+    def check_finite(self, loss: torch.Tensor) -> None:
+        """Stop with a ``FloatingPointError`` once the training loss is NaN or infinite.
+
+        Reading the loss on the host every step would stall an accelerator (a host-device sync per step), so the
+        first bad step is recorded on the device and read on logging steps, at the end of each epoch and before
+        any checkpoint is written, so a checkpoint of diverged weights never replaces a good one. On the CPU it
+        is read at once.
+        """
+        loss = loss.detach().float()
+        if self._nonfinite is None:
+            self._nonfinite = loss.new_tensor([-1.0, 0.0])  # step -1: no bad loss yet
+        first = ~torch.isfinite(loss) & (self._nonfinite[0] < 0)
+        record = torch.stack([loss.new_tensor(float(self.global_step)), loss])
+        self._nonfinite = torch.where(first, record, self._nonfinite)
+        if self._read_loss_now(loss):
+            self.raise_if_nonfinite()
+
+    def _read_loss_now(self, loss: torch.Tensor) -> bool:
+        return loss.device.type == "cpu" or self.on_logging_step()
+
+    def raise_if_nonfinite(self) -> None:
+        """Raise if :meth:`check_finite` has recorded a NaN or infinite loss (a host-device sync)."""
+        if self._nonfinite is not None and self._nonfinite[0].item() >= 0:
+            step, value = self._nonfinite.tolist()
+            raise FloatingPointError(f"{type(self).__name__} loss is {value} at step {int(step)}; {self.nonfinite_hint}")
+
+    def on_train_epoch_end(self) -> None:
+        self.raise_if_nonfinite()
+
+    nonfinite_hint = "lower the learning rate or check the inputs"
+    """What the error of a NaN or infinite loss suggests (see :meth:`check_finite`)."""
 
     def probe_loss(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Online-probe loss on detached ``(B, D)`` features (0 when the probe is off)."""
         if self.probe is None:
             return features.new_zeros(())
         loss, logits = self.probe(features, labels)
-        labeled = labels >= 0
-        if labeled.any():
-            acc = (logits[labeled].argmax(1) == labels[labeled]).float().mean()
-            self.log("train/probe_acc", acc, on_step=True, on_epoch=True, prog_bar=True)
-            self.log("train/probe_loss", loss, on_step=True, on_epoch=False)
+        labeled = labels >= 0  # accuracy over the labeled samples (0 for a batch without any), no host sync
+        acc = ((logits.argmax(1) == labels) & labeled).sum() / labeled.sum().clamp(min=1)
+        self.log("train/probe_acc", acc, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/probe_loss", loss, on_step=True, on_epoch=False)
         return loss
 
     def validation_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> None:

@@ -47,13 +47,10 @@ class OnlineLinearProbe(nn.Module):
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(loss, logits)`` for features ``(B, D)`` and labels ``(B,)``.
 
-        The loss is 0 (with a graph, so DDP sees the probe used) when the batch
-        holds no labeled sample.
+        The loss is the mean over labeled samples, 0 (with a graph, so DDP sees the probe used) when the batch
+        holds none; computed without a host-device sync.
         """
         logits = self.linear(features.detach().float())
         labeled = labels >= 0
-        if labeled.any():
-            loss = F.cross_entropy(logits[labeled], labels[labeled])
-        else:
-            loss = logits.sum() * 0.0
-        return loss, logits
+        losses = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
+        return (losses * labeled).sum() / labeled.sum().clamp(min=1), logits

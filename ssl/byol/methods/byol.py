@@ -99,6 +99,8 @@ class BYOL(OnlineTargetModule):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
 
+    nonfinite_hint = "lower the learning rate, check the inputs, or use bf16-mixed instead of 16-mixed precision"
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         v1, v2, labels = batch
         f1, z1 = self.online(v1)
@@ -108,11 +110,7 @@ class BYOL(OnlineTargetModule):
             _, t1 = self.target(v1)
             _, t2 = self.target(v2)
         loss = symmetric_byol_loss(p1, p2, t1, t2)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"BYOL loss is {loss.item()} at step {self.global_step}; lower the learning rate, "
-                "check the inputs, or use bf16-mixed instead of 16-mixed precision"
-            )
+        self.check_finite(loss)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log_monitors(f1.detach(), z1.detach())
         return loss + self.probe_loss(f1, labels)

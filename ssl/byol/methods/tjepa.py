@@ -176,13 +176,8 @@ class TJEPA(OnlineTargetModule):
         full = self.target_tokens(x)
         targets = gather_tokens(self.target.feature_tokens(full), masks.targets)
         loss = jepa_loss(self.predict_targets(x, masks), targets)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"T-JEPA loss is {loss.item()} at step {self.global_step}; lower the learning rate or check the inputs"
-            )
+        self.check_finite(loss)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         representation = full.flatten(1)
-        if self.global_step % max(self.trainer.log_every_n_steps, 1) == 0:
-            # label-free collapse signals of the representation that is exported (SVD: only when logged)
-            self.log_monitors(representation, representation)
+        self.log_monitors(representation, representation)  # of the representation that is exported
         return loss + self.probe_loss(representation, labels)
