@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 import lightning as L
@@ -173,7 +174,7 @@ class OnlineTargetModule(L.LightningModule):
         if parts is None:
             return "effective batch unknown (the training loader has no batch_size)"
         per_device, devices, nodes, accumulate = parts
-        batch = per_device * devices * nodes * accumulate
+        batch = math.prod(parts)
         group = self.trainer.optimizers[0].param_groups[0] if self.trainer.optimizers else {}
         lr = group.get("initial_lr", group.get("lr"))
         if lr is None:
@@ -292,7 +293,7 @@ class OnlineTargetModule(L.LightningModule):
         parts = self.effective_batch()
         if parts is None:
             raise ValueError("lr_reference_batch is set but the training loader has no batch_size to scale with")
-        batch = parts[0] * parts[1] * parts[2] * parts[3]
+        batch = math.prod(parts)
         for group in groups:
             group["lr"] *= batch / self.lr_reference_batch
 
