@@ -12,6 +12,8 @@ Sections (``--only``, comma-separated):
              peak memory, training FLOPs per image and achieved FLOP/s (fraction of peak on known GPUs)
     e2e      one epoch on CIFAR-10-sized uint8 data: byol.BYOL in a Lightning Trainer vs a plain loop with
              torchvision per-sample augmentation in workers and a per-parameter EMA
+    loader   the step fed by the training DataLoader (in-memory uint8 at 32 px; JPEG files decoded in workers at
+             224 px) vs the same step on a batch already on the device: how much the data loader costs
     audio    BYOL-A log-mel front end + augmentations batched on the device vs per sample in workers
     tabular  T-JEPA pretraining steps (rows/s) with 10, 50 and 200 numeric features
 
@@ -33,6 +35,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -47,6 +50,7 @@ import timm
 import torch
 import torchaudio
 import torchvision
+from PIL import Image
 from rich.console import Console
 from rich.table import Table
 from torch import nn
@@ -56,14 +60,14 @@ from torchvision.transforms import v2
 
 from byol import BYOL, TJEPA, TimmBackbone
 from byol.core import ema_update, symmetric_byol_loss
-from byol.data import DataModule
+from byol.data import DataModule, ImageFolder
 from byol.methods.tjepa import jepa_loss
 from byol.models.tabular import TabularTransformer, TJEPAPredictor, gather_tokens
 from byol.views import BYOLAViews, BYOLImageViews, SmallImageViews
 from byol.views.image import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, default_blur_kernel_size
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("ema", "views", "step", "e2e", "audio", "tabular")
+SECTIONS = ("ema", "views", "step", "e2e", "loader", "audio", "tabular")
 console = Console(width=None if sys.stdout.isatty() else 200)  # a log file gets the whole table
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from the vendors' data sheets, matched by substring of the
@@ -91,6 +95,9 @@ class Sizes:
     audio_batches: int = 4
     tabular_batch: int = 512
     tabular_features: tuple[int, ...] = (10, 50, 200)
+    loader_steps: int = 30  # timed steps per round, after the loader's queue has reached its steady state
+    loader_rounds: int = 3
+    loader_jpegs: int = 2048  # distinct JPEG files of the image-folder row (read repeatedly)
 
 
 def sizes_for(device: torch.device, quick: bool) -> Sizes:
@@ -102,7 +109,8 @@ def sizes_for(device: torch.device, quick: bool) -> Sizes:
             views=[(32, 512, 4 if quick else 8), (224, 256, 2 if quick else 4)],
             step_batch={"resnet18": 512, "resnet50": 256}, step_repeats={"resnet18": 10, "resnet50": 10},
             step_compile=("resnet18", "resnet50"), e2e_images=10_000 if quick else 50_000, e2e_batch=512,
-            e2e_epochs=1 if quick else 2, e2e_warmup_batches=20, audio_batch=256, audio_batches=8, tabular_batch=512,
+            e2e_epochs=1 if quick else 2, e2e_warmup_batches=20, audio_batch=256, audio_batches=8,
+            tabular_batch=512, loader_steps=30 if quick else 60, loader_rounds=3, loader_jpegs=2048,
         )
     if quick:
         return Sizes(
@@ -110,13 +118,13 @@ def sizes_for(device: torch.device, quick: bool) -> Sizes:
             step_batch={"resnet18": 16, "resnet50": 2}, step_repeats={"resnet18": 3, "resnet50": 2},
             step_compile=("resnet18",), e2e_images=512, e2e_batch=64, e2e_epochs=2, e2e_warmup_batches=2,
             e2e_model_kwargs={"stem_width": 16, "channels": [16, 32, 64, 128]},
-            audio_batch=64, audio_batches=2, tabular_batch=128,
+            audio_batch=64, audio_batches=2, tabular_batch=128, loader_steps=4, loader_rounds=1, loader_jpegs=16,
         )
     return Sizes(
         repeats=5, ema_repeats=20, views=[(32, 256, 2), (224, 32, 2)],
         step_batch={"resnet18": 64, "resnet50": 8}, step_repeats={"resnet18": 5, "resnet50": 3},
         step_compile=("resnet18", "resnet50"), e2e_images=2048, e2e_batch=128, e2e_epochs=2, e2e_warmup_batches=2,
-        audio_batch=128, audio_batches=4, tabular_batch=512,
+        audio_batch=128, audio_batches=4, tabular_batch=512, loader_steps=5, loader_rounds=2, loader_jpegs=64,
     )
 
 
@@ -127,6 +135,7 @@ class Context:
     device: torch.device
     sizes: Sizes
     workers: int
+    profile_dir: Path | None = None  # where the loader section writes torch.profiler tables (``--profile``)
 
     @property
     def cuda(self) -> bool:
@@ -435,6 +444,10 @@ def step_settings(ctx: Context, model: str) -> tuple[list[StepSetting], dict[Ste
     return run, skip
 
 
+def autocast_dtype(setting: StepSetting) -> torch.dtype | None:
+    return torch.bfloat16 if setting.precision == "bf16" else None
+
+
 def build_byol(name: str, device: torch.device, setting: StepSetting) -> BYOL:
     """The BYOL method of the step benchmark, on ``device``, with the setting's memory format and compilation."""
     _, cifar_stem, size = STEP_MODELS[name]
@@ -448,12 +461,13 @@ def build_byol(name: str, device: torch.device, setting: StepSetting) -> BYOL:
 
 
 def byol_step(
-    model: BYOL, optimizer: torch.optim.Optimizer, images: torch.Tensor, dtype: torch.dtype | None
-) -> Callable[[], None]:
-    """The method's hot path as a function: views on the device, training_step, backward, optimizer step, EMA."""
-    labels = torch.full((len(images),), -1, device=images.device)
+    model: BYOL, optimizer: torch.optim.Optimizer, dtype: torch.dtype | None
+) -> Callable[[torch.Tensor], None]:
+    """The method's hot path as a function of a uint8 batch ``(B, 3, H, W)`` on the device: views on the device,
+    training_step, backward, optimizer step, EMA."""
 
-    def step() -> None:
+    def step(images: torch.Tensor) -> None:
+        labels = torch.full((len(images),), -1, device=images.device)
         with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
             loss = model.training_step(model.training_views((images, labels)), 0)
         optimizer.zero_grad(set_to_none=True)
@@ -497,7 +511,7 @@ def bench_step(ctx: Context) -> list[dict]:
         for s in run:
             models[s] = build_byol(name, ctx.device, s)
             opt = torch.optim.SGD(models[s].parameters(), lr=0.01, momentum=0.9)
-            steps[s] = byol_step(models[s], opt, images, torch.bfloat16 if s.precision == "bf16" else None)
+            steps[s] = partial(byol_step(models[s], opt, autocast_dtype(s)), images)
             first_s[s] = first_call_s(steps[s], ctx.device)
             if first_s[s] is None:
                 skip[s] = "out of memory: the batch does not fit on this device in this setting"
@@ -630,7 +644,144 @@ def bench_e2e(ctx: Context) -> list[dict]:
                 reference_img_s=s.e2e_images / t_ref)]
 
 
-# ----- (e) audio ------------------------------------------------------------------------------------------------
+# ----- (e) data loader attached vs pre-loaded -------------------------------------------------------------------
+PREFETCH_FACTOR = 2  # torch's DataLoader default, which the DataModule keeps
+
+
+class Repeated(Dataset):
+    """``dataset`` read ``length`` samples long, cycling: a long epoch over a few distinct files."""
+
+    def __init__(self, dataset: Dataset, length: int) -> None:
+        self.dataset, self.length = dataset, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple:
+        return self.dataset[i % len(self.dataset)]
+
+
+def write_photo_jpegs(folder: Path, count: int, seed: int = 0) -> None:
+    """``count`` photo-like 500x375 JPEGs (quality 90, ImageNet's most common shape): smooth colour fields with mild
+    noise, whose decoding costs about what a photograph's does (pure noise would compress worse and decode slower)."""
+    g = torch.Generator().manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        low = torch.rand(1, 3, 12, 16, generator=g)
+        image = torch.nn.functional.interpolate(low, size=(375, 500), mode="bicubic", align_corners=False)[0]
+        image = (image + 0.04 * torch.randn(image.shape, generator=g)).clamp(0, 1)
+        Image.fromarray((255 * image).byte().permute(1, 2, 0).numpy()).save(folder / f"{i:05d}.jpg", quality=90)
+
+
+class BatchStream:
+    """Batches of a DataLoader on the device, epoch after epoch, adding up the host's wait for each (the loader's
+    ``next`` and the copy's launch); on a GPU the copy is asynchronous from pinned memory."""
+
+    def __init__(self, data: DataLoader, device: torch.device) -> None:
+        self.data, self.device = data, device
+        self.iterator = iter(data)
+        self.wait_s = 0.0
+
+    def reset_wait(self) -> None:
+        self.wait_s = 0.0
+
+    def next(self) -> torch.Tensor:
+        start = time.perf_counter()
+        with torch.profiler.record_function("wait_for_data"):
+            try:
+                images, _ = next(self.iterator)
+            except StopIteration:
+                self.iterator = iter(self.data)
+                images, _ = next(self.iterator)
+            images = images.to(self.device, non_blocking=True)
+        self.wait_s += time.perf_counter() - start
+        return images
+
+
+def images_per_s(step: Callable[[torch.Tensor], None], batches: Callable[[], torch.Tensor], warm: int, steps: int,
+                 device: torch.device, on_timed_start: Callable[[], None] = lambda: None) -> float:
+    """Steady-state images/s of ``steps`` steps on ``batches()``, after ``warm`` untimed ones."""
+    for _ in range(warm):
+        step(batches())
+    sync(device)
+    on_timed_start()
+    start, count = time.perf_counter(), 0
+    for _ in range(steps):
+        images = batches()
+        step(images)
+        count += len(images)
+    sync(device)
+    return count / (time.perf_counter() - start)
+
+
+LOADER_DATA = {"resnet18": "uint8 arrays in memory (as CIFAR-10)",
+               "resnet50": "JPEG files (500x375) decoded and resized to 256 px in workers"}
+
+
+def loader_dataset(name: str, ctx: Context, length: int, folder: Path) -> Dataset:
+    """The training data of the loader row of ``name``: in-memory 32 px uint8, or an :class:`ImageFolder` of JPEGs."""
+    if name == "resnet18":
+        return Repeated(UInt8Images(random_images(min(length, 50_000), 32)), length)
+    write_photo_jpegs(folder, ctx.sizes.loader_jpegs)
+    return Repeated(ImageFolder(folder, size=256), length)
+
+
+def profile_step(step: Callable[[torch.Tensor], None], stream: BatchStream, steps: int, device: torch.device,
+                 path: Path) -> None:
+    """Write torch.profiler's table of ``steps`` steps fed by ``stream`` to ``path``: ops by self time on the
+    device (CUDA) or the host; ``wait_for_data`` is the host's wait for the loader."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with warnings.catch_warnings(), torch.profiler.profile(activities=activities) as prof:
+        warnings.filterwarnings("ignore", message=".*Profiler clears events.*")
+        for _ in range(steps):
+            step(stream.next())
+        sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = prof.key_averages()
+    wait_us = sum(e.cpu_time_total for e in events if e.key == "wait_for_data")
+    step_us = sum(e.self_cpu_time_total for e in events)
+    path.write_text(f"{steps} steps; the host waited for data {wait_us / 1e3:,.1f} ms of {step_us / 1e3:,.1f} ms of "
+                    f"host time\nops sorted by {key}\n{events.table(sort_by=key, row_limit=30)}\n")
+    console.print(f"  profile written to {path}")
+
+
+def bench_loader(ctx: Context) -> list[dict]:
+    """Images/s of the same BYOL step fed by the training DataLoader vs on one batch already on the device, in
+    alternating rounds; the ratio is the loader's efficiency (1: the step never waits for data)."""
+    s, rows = ctx.sizes, []
+    setting = StepSetting("bf16", True) if ctx.cuda else StepSetting("fp32", True)
+    warm = ctx.workers * PREFETCH_FACTOR + 2  # more than the loader's queue holds: the steady state, not a full queue
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (label, _, size) in STEP_MODELS.items():
+            batch = s.step_batch[name]
+            length = 2 * s.loader_rounds * (warm + s.loader_steps) * batch  # one epoch covers every round
+            data = DataModule(loader_dataset(name, ctx, length, Path(tmp) / name), batch_size=batch,
+                              num_workers=ctx.workers).train_dataloader()
+            stream = BatchStream(data, ctx.device)
+            model = build_byol(name, ctx.device, setting)
+            step = byol_step(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), autocast_dtype(setting))
+            resident = stream.next()  # the pre-loaded batch
+            attached, preloaded, waits = [], [], []
+            for _ in range(s.loader_rounds):
+                preloaded.append(images_per_s(step, lambda x=resident: x, 2, s.loader_steps, ctx.device))
+                attached.append(images_per_s(step, stream.next, warm, s.loader_steps, ctx.device, stream.reset_wait))
+                waits.append(stream.wait_s * attached[-1] / (s.loader_steps * batch))  # of the timed steps' time
+            if ctx.profile_dir is not None:
+                path = ctx.profile_dir / f"profile_loader_{name}.txt"
+                profile_step(step, stream, min(s.loader_steps, 10), ctx.device, path)
+            config = {"model": name, "image_size": size, "batch": batch, "workers": ctx.workers, **asdict(setting),
+                      "data": LOADER_DATA[name], "warm_steps": warm, "steps": s.loader_steps, "rounds": s.loader_rounds,
+                      "img_s": {"attached": attached, "preloaded": preloaded}, "host_wait_fraction": waits}
+            rows.append(row("loader", f"{label}, {size} px, batch {batch}, {setting}: {LOADER_DATA[name]}, "
+                            f"{workers_text(ctx.workers)}", "img/s", statistics.median(attached),
+                            statistics.median(preloaded), config=config))
+            del stream, data, model, step
+    return rows
+
+
+# ----- (f) audio ------------------------------------------------------------------------------------------------
 class Waveforms(Dataset):
     """Float waveform segments ``(L,)`` with label -1; with ``views``, an item is ``(view1, view2, -1)``."""
 
@@ -680,7 +831,7 @@ def bench_audio(ctx: Context) -> list[dict]:
                 config=config)]
 
 
-# ----- (f) tabular ----------------------------------------------------------------------------------------------
+# ----- (g) tabular ----------------------------------------------------------------------------------------------
 def build_tjepa(features: int, device: torch.device) -> TJEPA:
     """T-JEPA with the encoder and predictor of configs/tjepa_california.yaml on ``features`` numeric features."""
     torch.manual_seed(0)
@@ -738,8 +889,8 @@ def bench_tabular(ctx: Context) -> list[dict]:
 
 
 BENCHES: dict[str, Callable[[Context], list[dict]]] = {
-    "ema": bench_ema, "views": bench_views, "step": bench_step, "e2e": bench_e2e, "audio": bench_audio,
-    "tabular": bench_tabular,
+    "ema": bench_ema, "views": bench_views, "step": bench_step, "e2e": bench_e2e, "loader": bench_loader,
+    "audio": bench_audio, "tabular": bench_tabular,
 }
 
 
@@ -846,6 +997,8 @@ def parse_args() -> argparse.Namespace:
                         help="torch CPU threads (default: OMP_NUM_THREADS, else the cores not busy with other work)")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="DataLoader workers")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    parser.add_argument("--profile", action="store_true",
+                        help="loader section: also write torch.profiler tables of the attached steps next to --out")
     args = parser.parse_args()
     unknown = set(args.only.split(",")) - set(SECTIONS)
     if unknown:
@@ -867,7 +1020,9 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest convolutions
     quick = device.type == "cpu" if args.quick is None else args.quick
-    ctx = Context(device, sizes_for(device, quick), args.workers)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ctx = Context(device, sizes_for(device, quick), args.workers, out.parent if args.profile else None)
     meta = machine(device, torch.get_num_threads())
     meta["load_average_before"] = os.getloadavg()
     console.print(f"byol benchmarks on {meta['device']} ({meta['threads']} threads, {ctx.workers} workers, "
@@ -883,8 +1038,6 @@ def main() -> None:
     print_table(rows, meta)
     if args.markdown:
         print(markdown_table(rows))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": meta, "quick": quick, "sizes": asdict(ctx.sizes), "args": vars(args),
                                "rows": rows}, indent=2))
     console.print(f"total {meta['total_s']:.0f} s, load average {meta['load_average_after'][0]:.2f}; written to {out}")

@@ -129,3 +129,23 @@ def test_nan_loss_read_late_stops_before_a_checkpoint_is_written(make_model, mak
             model, make_data())
     assert any(entry.name == "on_save_checkpoint" for entry in err.traceback)  # read late, at the save
     assert sorted(p.name for p in good.parent.iterdir()) == ["last.ckpt"] and good.read_bytes() == b"a good checkpoint"
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_a_step_called_by_hand_without_a_trainer_computes_the_loss_and_no_monitors(make_model, monkeypatch):
+    """Benchmarks and hand-written loops call the step with no Trainer: no logging step, so no RankMe SVD."""
+    monkeypatch.setattr(base, "rankme", lambda *a: pytest.fail("RankMe computed without a Trainer"))
+    model = make_model(num_classes=None)
+    torch.manual_seed(1)
+    images = torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8)
+    v1, v2, labels = model.training_views((images, torch.full((8,), -1)))
+    loss = model.training_step((v1, v2, labels), 0)
+
+    def cosine_term(p, z):  # 2 - 2 cos(p, z), averaged over the batch (the paper's normalised MSE)
+        return (2 - 2 * torch.nn.functional.cosine_similarity(p, z, dim=1)).mean()
+
+    p1, p2 = (model.predictor(model.online(v)[1]) for v in (v1, v2))
+    z1, z2 = (model.target(v)[1] for v in (v1, v2))
+    torch.testing.assert_close(loss, cosine_term(p1, z2) + cosine_term(p2, z1))
+    loss.backward()
+    assert all(p.grad is not None for p in model.online.parameters())

@@ -213,8 +213,9 @@ class OnlineTargetModule(L.LightningModule):
     # ----- monitoring -------------------------------------------------------------------------
     def on_logging_step(self) -> bool:
         """Whether Lightning sends this training step's ``on_step`` values to the loggers (every
-        ``trainer.log_every_n_steps``): costly monitors and host-device syncs happen on these steps only."""
-        return self.trainer._logger_connector.should_update_logs
+        ``trainer.log_every_n_steps``): costly monitors and host-device syncs happen on these steps only. Never
+        without a Trainer (a step called by hand logs nothing)."""
+        return self._trainer is not None and self.trainer._logger_connector.should_update_logs
 
     def log_monitors(self, embeddings: torch.Tensor, projections: torch.Tensor) -> None:
         """Log label-free collapse signals of one view, ``(B, D)`` embeddings and ``(B, P)`` projections, on

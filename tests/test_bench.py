@@ -1,0 +1,75 @@
+"""`make bench`'s harness, run at tiny sizes: a broken harness publishes nothing. No test here asserts a time."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from byol.data import ImageFolder
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["bench"]
+
+
+def tiny_context(bench, profile_dir: Path | None = None):
+    sizes = bench.Sizes(
+        repeats=1, ema_repeats=1, views=[(32, 4, 1)], step_batch={"resnet18": 2, "resnet50": 2},
+        step_repeats={"resnet18": 1, "resnet50": 1}, step_compile=(), e2e_images=8, e2e_batch=4, e2e_epochs=1,
+        e2e_warmup_batches=1, loader_steps=1, loader_rounds=1, loader_jpegs=3,
+    )
+    return bench.Context(torch.device("cpu"), sizes, workers=0, profile_dir=profile_dir)
+
+
+def test_ratio_is_ours_speed_over_the_reference_for_rates_and_for_times(bench):
+    assert bench.row("x", "rate", "img/s", 30.0, 10.0)["ratio"] == pytest.approx(3.0)
+    assert bench.row("x", "time", "ms", 10.0, 30.0, lower_is_better=True)["ratio"] == pytest.approx(3.0)
+    assert bench.row("x", "alone", "img/s", 30.0, None)["ratio"] is None
+
+
+def test_photo_jpegs_are_read_by_the_image_folder_at_256_px(bench, tmp_path):
+    bench.write_photo_jpegs(tmp_path, 2)
+    data = ImageFolder(tmp_path, size=256)
+    image, label = data[1]
+    assert len(data) == 2 and image.shape == (3, 256, 256) and image.dtype == torch.uint8 and label == -1
+    assert image.float().std() > 10  # a picture, not a flat field
+
+
+def test_loader_rows_compare_the_attached_loader_with_a_preloaded_batch(bench, tmp_path):
+    rows = bench.bench_loader(tiny_context(bench, profile_dir=tmp_path))
+    assert [r["config"]["model"] for r in rows] == ["resnet18", "resnet50"]
+    for r in rows:
+        img_s = r["config"]["img_s"]
+        assert r["ours"] == img_s["attached"][0] > 0 and r["reference"] == img_s["preloaded"][0] > 0
+        assert r["ratio"] == pytest.approx(r["ours"] / r["reference"])
+        assert 0 <= r["config"]["host_wait_fraction"][0] < 1
+        profile = (tmp_path / f"profile_loader_{r['config']['model']}.txt").read_text()
+        assert "the host waited for data" in profile and "aten::" in profile
+
+
+def test_step_rows_are_relative_to_fp32_eager_and_say_why_a_row_was_skipped(bench, monkeypatch):
+    monkeypatch.setattr(bench, "STEP_MODELS", {"resnet18": bench.STEP_MODELS["resnet18"]})
+    rows = bench.bench_step(tiny_context(bench))
+    measured = {r["setting"].split(", ", 3)[-1]: r for r in rows if "skipped" not in r}
+    assert set(measured) == {"fp32", "fp32, channels_last"}
+    assert measured["fp32"]["ratio"] is None
+    cl = measured["fp32, channels_last"]
+    assert cl["ratio"] == pytest.approx(cl["ours"] / measured["fp32"]["ours"])
+    # By hand: the CIFAR-stem ResNet-18 forward is 555.4M multiply-adds at 32 px (stem 1.8M, stage 1 151.0M,
+    # stages 2-4 134.2M each); a BYOL step is about 8 forwards per image (2 views x online forward + backward at
+    # twice the forward, 2 target forwards), 2 FLOPs per multiply-add; the heads add about 1%.
+    assert cl["gflop_per_img"] == pytest.approx(8 * 2 * 0.5554, rel=0.02)
+    assert all(r["skipped"] for r in rows if "skipped" in r)
+    assert any("compile" in r["skipped"] for r in rows if "skipped" in r)
