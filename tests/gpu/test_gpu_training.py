@@ -149,3 +149,13 @@ def test_one_gpu_lightning_fit_smoke(make_model, make_data, make_trainer):
     trainer.fit(model, make_data(n=64, batch_size=16))
     assert trainer.global_step == 4 and recorder.devices == {"cuda"}
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@needs_bf16
+def test_compile_option_fits_in_bf16_with_channels_last(make_model, make_data, make_trainer):
+    """The configuration the GPU recipes can switch on: inductor-compiled networks, bf16-mixed, channels_last."""
+    model = make_model(compile=True, channels_last=True)
+    trainer = make_trainer(accelerator="gpu", devices=1, max_epochs=2, precision="bf16-mixed")
+    trainer.fit(model, make_data(n=64, batch_size=16))
+    assert trainer.global_step == 8 and model.online._compiled_call_impl is not None
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -149,3 +149,28 @@ def test_a_step_called_by_hand_without_a_trainer_computes_the_loss_and_no_monito
     torch.testing.assert_close(loss, cosine_term(p1, z2) + cosine_term(p2, z1))
     loss.backward()
     assert all(p.grad is not None for p in model.online.parameters())
+
+
+def test_compiled_training_matches_eager_and_compiles_once(make_model, make_data, make_trainer):
+    """``compile`` traces the online and target networks once (no recompiles in later epochs) and trains the
+    same weights as eager mode, under the same parameter names. ``aot_eager`` runs torch.compile's capture and
+    autograd tracing without generating C++ code, which takes a minute per model on a CPU."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    graphs_after_epoch = []
+
+    class CountGraphs(L.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            graphs_after_epoch.append(counters["stats"]["unique_graphs"])
+
+    eager = make_model()
+    make_trainer(max_epochs=3).fit(eager, make_data(n=64))
+    compiled = make_model(compile={"backend": "aot_eager"})
+    make_trainer(max_epochs=3, callbacks=[CountGraphs()]).fit(compiled, make_data(n=64))
+
+    assert graphs_after_epoch[0] >= 2 and graphs_after_epoch[0] == graphs_after_epoch[-1]  # online + target, once
+    assert eager.state_dict().keys() == compiled.state_dict().keys()
+    for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)

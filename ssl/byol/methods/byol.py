@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from jsonargparse import lazy_instance
 from torch import nn
@@ -41,6 +43,10 @@ class BYOL(OnlineTargetModule):
             :class:`byol.core.OnlineTargetModule`.
         channels_last: store weights and views in channels-last memory format
             (faster convolutions on tensor-core GPUs).
+        compile: ``torch.compile`` the online and target networks (backbone and projector) in place at the
+            start of fit, so checkpoints and exported weights keep their parameter names; ``True`` for torch's
+            defaults, or a dict of ``torch.compile`` options (``{"mode": "max-autotune"}``). The first steps pay
+            the compilation; evaluation runs eager.
     """
 
     def __init__(
@@ -57,6 +63,7 @@ class BYOL(OnlineTargetModule):
         probe_lr: float = 0.1,
         lr_reference_batch: int | None = None,
         channels_last: bool = False,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         dim = backbone.num_features
         super().__init__(
@@ -74,6 +81,14 @@ class BYOL(OnlineTargetModule):
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)
+        self.compile_options = compile
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.compile_options is not False:
+            options = {} if self.compile_options is True else dict(self.compile_options)
+            self.online.compile(**options)
+            self.target.compile(**options)
 
     @property
     def backbone(self) -> nn.Module:

@@ -37,6 +37,7 @@ class BYOLA(BYOL):
         constant_lr: keep the learning rate constant after the warm-up, as the papers do; ``False`` decays it
             along the core's cosine.
         norm_samples: clips for the dataset statistics of ``pre_norm="dataset"``.
+        compile: see :class:`BYOL`.
     """
 
     def __init__(
@@ -53,10 +54,12 @@ class BYOLA(BYOL):
         probe_lr: float = 1e-3,
         constant_lr: bool = True,
         norm_samples: int = 10000,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         super().__init__(
             backbone, views, projector_hidden_dim, projection_dim, predictor_hidden_dim, optimizer=optimizer,
             tau_schedule=tau_schedule, warmup_epochs=warmup_epochs, num_classes=num_classes, probe_lr=probe_lr,
+            compile=compile,
         )
         self.constant_lr = constant_lr
         self.norm_samples = norm_samples
