@@ -73,3 +73,17 @@ def test_step_rows_are_relative_to_fp32_eager_and_say_why_a_row_was_skipped(benc
     assert cl["gflop_per_img"] == pytest.approx(8 * 2 * 0.5554, rel=0.02)
     assert all(r["skipped"] for r in rows if "skipped" in r)
     assert any("compile" in r["skipped"] for r in rows if "skipped" in r)
+
+
+def test_gpu_report_script_writes_its_files_and_passes_bench_options_through(tmp_path):
+    """On a CPU the GPU tests skip and `--device cpu --only ema` (passed through to bench.py) keeps it short."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(REPO / "scripts" / "gpu_report.sh"), str(tmp_path), "--device", "cpu",
+                           "--only", "ema"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for name in ("nvidia-smi.txt", "gpu_tests.log", "bench.log", "bench.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert "| ema |" in (tmp_path / "bench.log").read_text()  # the Markdown table
