@@ -394,6 +394,38 @@ def test_image_folder_scales_16_bit_grayscale(tmp_path: Path) -> None:
     assert image[0, :, 0].tolist() == [0] * 20 and image[0, :, -1].tolist() == [100] * 20
 
 
+
+def test_image_folder_decodes_large_jpegs_at_reduced_scale_with_the_same_result(tmp_path: Path, monkeypatch) -> None:
+    """A 1200x900 JPEG for 128 px crops is decoded at 1/4 scale (300x225, both sides still >= 128); the sample
+    matches a full-size decode resized the same way to within JPEG's own error."""
+    import torchvision.transforms.v2.functional as TF
+    from PIL import JpegImagePlugin
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:900, 0:1200] / 900.0
+    photo = np.stack([128 + 100 * np.sin(3 * xx + c) * np.cos(2 * yy - c) for c in (0.0, 1.0, 2.0)], axis=-1)
+    photo += rng.normal(0, 3, photo.shape)
+    Image.fromarray(photo.clip(0, 255).astype(np.uint8)).save(tmp_path / "big.jpg", quality=95)
+
+    decoded_sizes = []
+    load = JpegImagePlugin.JpegImageFile.load
+
+    def recording_load(self):
+        decoded_sizes.append(self.size)
+        return load(self)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", recording_load)
+    image = ImageFolder(tmp_path, size=128)[0][0]
+    assert set(decoded_sizes) == {(300, 225)}
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", load)
+    with Image.open(tmp_path / "big.jpg") as full:
+        reference = torch.from_numpy(np.asarray(full.convert("RGB")).copy()).permute(2, 0, 1)
+    reference = TF.center_crop(TF.resize(reference, [128], antialias=True), [128, 128])
+    difference = (image.float() - reference.float()).abs()
+    assert image.shape == (3, 128, 128) and difference.mean() < 2.0 and difference.max() < 40
+
+
 # ---------------------------------------------------------------- Digits
 
 
