@@ -46,6 +46,13 @@ def test_mixup_memory_is_a_fifo_of_the_last_inputs_and_is_checkpointed():
     assert sorted(mixup.bank[:, 0, 0].tolist()) == [2.0, 3.0, 4.0]  # 0 and 1 were pushed out
     state = mixup.state_dict()
     assert set(state) == {"bank", "pushed"}
+    restored = MixupBYOLA(memory_size=3, shape=(2, 2))  # a resumed run: empty until the state is loaded
+    x = torch.zeros(2, 1, 2, 2)
+    assert restored.filled == 0 and torch.equal(restored(x), x)
+    restored.load_state_dict(state)
+    assert restored.filled == 3 and not torch.equal(restored(x), x)
+    restored.remember(x)
+    assert restored.filled == 3 and int(restored.pushed) == 7
     with pytest.raises(ValueError, match="mixup shape"):
         mixup(torch.zeros(1, 1, 3, 3))
 

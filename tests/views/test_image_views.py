@@ -186,7 +186,7 @@ def test_default_blur_kernel_size() -> None:
         k = default_blur_kernel_size(size)
         assert k % 2 == 1 and k >= 3
         assert abs(k - size / 10) <= 1 or k == 3
-    kernel = BYOLImageViews().view1[-1].flags["kernel_size"]
+    kernel = BYOLImageViews().view1[-1].kernel_size
     assert kernel == 23
 
 
@@ -223,3 +223,31 @@ def test_batched_crop_halving_averages_2x2_blocks() -> None:
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     crop = _RandomResizedCrop((8, 8), scale=(1.0, 1.0), ratio=(1.0, 1.0))
     torch.testing.assert_close(crop(x), torch.nn.functional.avg_pool2d(x, 2), atol=1e-6, rtol=0)
+
+
+def test_gaussian_blur_matches_torchvision_per_sample() -> None:
+    import torchvision.transforms.v2.functional as TF
+
+    from byol.views.image import gaussian_blur
+
+    x = torch.rand(3, 3, 20, 17, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.1, 0.8, 2.0])
+    ours = gaussian_blur(x, sigma, 9)
+    reference = torch.stack([TF.gaussian_blur(x[i], [9, 9], [s.item(), s.item()]) for i, s in enumerate(sigma)])
+    torch.testing.assert_close(ours, reference, atol=1e-6, rtol=0)
+
+
+def test_random_blur_draws_sigma_per_sample_and_checks_its_arguments() -> None:
+    from byol.views.image import _RandomGaussianBlur, gaussian_blur
+
+    x = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(_RandomGaussianBlur(5, (0.1, 2.0), p=0.0)(x), x)
+    torch.manual_seed(3)
+    blurred = _RandomGaussianBlur(5, (0.1, 2.0), p=1.0)(x)
+    torch.manual_seed(3)
+    sigma = 0.1 + 1.9 * torch.rand(5)  # the same draw the module makes first
+    torch.testing.assert_close(blurred, gaussian_blur(x, sigma, 5))
+    with pytest.raises(ValueError, match="odd"):
+        _RandomGaussianBlur(4, (0.1, 2.0), p=1.0)
+    with pytest.raises(ValueError, match="blur_sigma"):
+        _RandomGaussianBlur(5, (0.0, 2.0), p=1.0)

@@ -9,6 +9,8 @@ IEEE/ACM TASLP (arXiv:2204.07402): random linear fader.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,7 +45,8 @@ class MixupBYOLA(nn.Module):
     distinct past inputs and mixes only with the past.
 
     The bank ``(memory_size, F, T)`` and the number of inputs pushed so far are persistent buffers: checkpoints
-    carry them and a resumed run mixes exactly as an uninterrupted one.
+    carry them and a resumed run mixes exactly as an uninterrupted one. The count is also kept on the host (read
+    from the buffer once, when a state dict is loaded), so mixing never reads the device.
 
     Args:
         ratio: maximum mixing ratio ``alpha``.
@@ -60,6 +63,12 @@ class MixupBYOLA(nn.Module):
         self.ratio, self.memory_size, self.shape = ratio, memory_size, tuple(shape)
         self.register_buffer("bank", torch.zeros(memory_size, *self.shape))
         self.register_buffer("pushed", torch.zeros((), dtype=torch.long))
+        self._pushed = 0  # the host's copy of `pushed`
+        self.register_load_state_dict_post_hook(MixupBYOLA._count_loaded)
+
+    @staticmethod
+    def _count_loaded(module: MixupBYOLA, incompatible_keys: Any) -> None:
+        module._pushed = int(module.pushed)
 
     def _check(self, x: Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != 1 or tuple(x.shape[2:]) != self.shape:
@@ -69,7 +78,7 @@ class MixupBYOLA(nn.Module):
     @property
     def filled(self) -> int:
         """Entries of the bank in use."""
-        return min(int(self.pushed), self.memory_size)
+        return min(self._pushed, self.memory_size)
 
     def forward(self, x: Tensor) -> Tensor:
         """Mixed log-mels ``(B, 1, F, T)``; the input itself while the bank is empty."""
@@ -89,6 +98,7 @@ class MixupBYOLA(nn.Module):
         slots = (self.pushed + torch.arange(x.shape[0], device=x.device)) % self.memory_size
         self.bank[slots] = x.to(self.bank.dtype)
         self.pushed += x.shape[0]
+        self._pushed += x.shape[0]
 
 
 class RandomResizeCrop(nn.Module):

@@ -10,6 +10,8 @@ statistics in persistent buffers, so checkpoints carry them and a resumed run no
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -68,12 +70,18 @@ class DatasetNorm(PreNorm):
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std, or neither")
         self.register_buffer("ready", torch.tensor(mean is not None))
+        self._ready = mean is not None  # the host's copy of `ready`: forward never reads the device
+        self.register_load_state_dict_post_hook(DatasetNorm._ready_loaded)
         if mean is not None:
             self.set_statistics(mean, std)
 
+    @staticmethod
+    def _ready_loaded(module: DatasetNorm, incompatible_keys: Any) -> None:
+        module._ready = bool(module.ready)
+
     @property
     def needs_statistics(self) -> bool:
-        return not bool(self.ready)
+        return not self._ready
 
     def set_statistics(self, mean: float, std: float) -> None:
         if not std > 0:
@@ -81,6 +89,7 @@ class DatasetNorm(PreNorm):
         self.mean.fill_(mean)
         self.std.fill_(std)
         self.ready.fill_(True)
+        self._ready = True
 
     def set_from_moments(self, moments: Tensor) -> None:
         """Set mean and (population) std from the total of :func:`log_mel_moments` over the data."""
@@ -127,8 +136,8 @@ class RunningNorm(PreNorm):
         delta = mean - self.mean
         self.m2 += m2 + delta.square() * self.count * n / total
         self.mean += delta * n / total
-        self.count.fill_(total)
-        self.std.fill_(max(float((self.m2 / total).sqrt()), _EPS))
+        self.count.copy_(total)
+        self.std.copy_((self.m2 / total).sqrt().clamp_min(_EPS))
 
 
 class NormalizeBatch(nn.Module):

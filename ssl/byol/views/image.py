@@ -1,4 +1,4 @@
-"""BYOL image views, computed on the device with batched kornia ops.
+"""BYOL image views, computed on the device with batched kornia and torch ops.
 
 The augmentation recipe of BYOL (Grill et al. 2020, Appendix B, Table 6); view 1 is ``T``, view 2 is ``T'``:
 
@@ -34,6 +34,8 @@ from kornia.geometry.transform import resize
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
+from .color_jitter import RandomColorJitter
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -63,6 +65,40 @@ class _RandomResizedCrop(K.RandomResizedCrop):
         index = torch.arange(len(input), device=input.device, dtype=input.dtype)[:, None]
         boxes = torch.cat([index, first, last], dim=1)  # (B, 5): batch index, x1, y1, x2, y2
         return roi_align(input, boxes, output_size=tuple(flags["size"]), sampling_ratio=-1, aligned=True)
+
+
+def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
+    """Blur images ``(B, C, H, W)`` with a Gaussian of per-sample ``sigma`` ``(B,)`` pixels: a normalised kernel of
+    ``kernel_size`` taps (odd), applied along rows then columns, reflect-padded (torchvision's ``gaussian_blur``).
+    One grouped convolution per axis for the whole batch."""
+    b, c, h, w = x.shape
+    offsets = torch.arange(kernel_size, device=x.device, dtype=x.dtype) - (kernel_size - 1) / 2
+    kernel = torch.exp(-0.5 * (offsets / sigma.to(x.dtype)[:, None]).square())
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (B * C, K)
+    pad = kernel_size // 2
+    y = nn.functional.pad(x.reshape(1, b * c, h, w), (pad, pad, pad, pad), mode="reflect")
+    y = nn.functional.conv2d(y, kernel.view(b * c, 1, 1, kernel_size), groups=b * c)
+    y = nn.functional.conv2d(y, kernel.view(b * c, 1, kernel_size, 1), groups=b * c)
+    return y.view(b, c, h, w)
+
+
+class _RandomGaussianBlur(nn.Module):
+    """Gaussian blur with sigma uniform in ``sigma`` per sample, applied with probability ``p`` (no device reads:
+    kornia's blur checks its sigma on the host, which on a GPU waits for every queued kernel)."""
+
+    def __init__(self, kernel_size: int, sigma: tuple[float, float], p: float) -> None:
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"blur_kernel_size must be a positive odd integer, got {kernel_size}")
+        if not 0 < sigma[0] <= sigma[1]:
+            raise ValueError(f"blur_sigma must be a range (low, high) with 0 < low <= high, got {sigma}")
+        self.kernel_size, self.sigma, self.p = kernel_size, sigma, p
+
+    def forward(self, x: Tensor) -> Tensor:
+        low, high = self.sigma
+        sigma = low + (high - low) * torch.rand(x.shape[0], device=x.device)
+        apply = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < self.p
+        return torch.where(apply, gaussian_blur(x, sigma, self.kernel_size), x)
 
 
 class _RandomSolarize(nn.Module):
@@ -143,10 +179,11 @@ class BYOLImageViews(nn.Module):
     solarize probabilities (see the module docstring for the paper's table). Ops whose probability is 0 are not
     built. Augmentation always runs in float32, also under ``torch.autocast``.
 
-    Colour jitter is kornia's ``ColorJitter`` (torchvision's formulas; brightness, contrast and saturation factors
-    uniform in ``[1 - s, 1 + s]``, hue shift uniform in ``[-h, h]``). Like torchvision it applies the four
-    adjustments in a random order, drawn anew on every call, but kornia shares that one order across the batch
-    (torchvision draws it per image); the factors themselves are drawn per sample.
+    Colour jitter is :class:`byol.views.color_jitter.RandomColorJitter` (torchvision's formulas; brightness,
+    contrast and saturation factors uniform in ``[1 - s, 1 + s]``, hue shift uniform in ``[-h, h]``, drawn per
+    sample). Like torchvision it applies the four adjustments in a random order, drawn anew on every call, but
+    shares that one order across the batch (torchvision draws it per image), as kornia's ``ColorJitter`` does.
+    Nothing in the pipeline reads a value back from the device, so on a GPU the host never waits for it.
 
     The module has no parameters and no persistent buffers, so it adds nothing to checkpoints.
 
@@ -207,11 +244,11 @@ class BYOLImageViews(nn.Module):
             if flip_prob > 0:
                 ops.append(K.RandomHorizontalFlip(p=flip_prob))
             if jitter_prob > 0 and any(jitter):
-                ops.append(K.ColorJitter(*jitter, p=jitter_prob))
+                ops.append(RandomColorJitter(*jitter, p=jitter_prob))
             if grayscale_prob > 0:
                 ops.append(K.RandomGrayscale(p=grayscale_prob))
             if blur_p > 0:
-                ops.append(K.RandomGaussianBlur(kernel, blur_sigma, p=blur_p))
+                ops.append(_RandomGaussianBlur(kernel, blur_sigma, p=blur_p))
             if solarize_p > 0:
                 ops.append(_RandomSolarize(solarize_p))
             return nn.Sequential(*ops)

@@ -1,0 +1,121 @@
+"""Colour jitter for batches on the device, with per-sample factors and no host-device synchronisation.
+
+The adjustments follow torchvision's formulas for float images in ``[0, 1]`` (each result clamped to
+``[0, 1]``): brightness scales the image, contrast blends it with the mean of its grayscale, saturation blends
+it with its grayscale, and hue rotates the hue channel of its HSV form. Everything is branch-free: which
+samples are jittered is a ``torch.where`` on the device, and the order of the adjustments is drawn on the host,
+so no value is ever read back from the device (a GPU would otherwise stall the host at every such read).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+# ITU-R 601-2 luma weights, as torchvision's rgb_to_grayscale
+_LUMA = (0.2989, 0.587, 0.114)
+
+
+def grayscale(x: Tensor) -> Tensor:
+    """Luma ``(B, 1, H, W)`` of RGB images ``(B, 3, H, W)``; one-channel images are their own grayscale."""
+    if x.shape[1] == 1:
+        return x
+    r, g, b = x.unbind(1)
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
+
+
+def _per_sample(factor: Tensor) -> Tensor:
+    return factor.view(-1, 1, 1, 1)
+
+
+def adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
+    """``factor * x``, clamped to ``[0, 1]``; ``factor`` is ``(B,)``."""
+    return (_per_sample(factor) * x).clamp(0, 1)
+
+
+def adjust_contrast(x: Tensor, factor: Tensor) -> Tensor:
+    """Blend with the per-image mean of the grayscale: ``f * x + (1 - f) * mean``, clamped."""
+    mean = grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
+    f = _per_sample(factor)
+    return (f * x + (1 - f) * mean).clamp(0, 1)
+
+
+def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
+    """Blend with the grayscale image: ``f * x + (1 - f) * gray``, clamped."""
+    f = _per_sample(factor)
+    return (f * x + (1 - f) * grayscale(x)).clamp(0, 1)
+
+
+def rgb_to_hsv(x: Tensor) -> Tensor:
+    """RGB ``(B, 3, H, W)`` in ``[0, 1]`` to HSV with every channel in ``[0, 1]`` (hue 0 where the pixel is grey)."""
+    r, g, b = x.unbind(1)
+    value, argmax = x.max(dim=1)
+    chroma = value - x.min(dim=1).values
+    grey = chroma == 0
+    safe = torch.where(grey, torch.ones_like(chroma), chroma)
+    hue = torch.where(argmax == 0, (g - b) / safe, torch.where(argmax == 1, 2 + (b - r) / safe, 4 + (r - g) / safe))
+    hue = torch.where(grey, torch.zeros_like(hue), torch.remainder(hue / 6, 1.0))
+    saturation = torch.where(value > 0, chroma / torch.where(value > 0, value, torch.ones_like(value)), 0.0)
+    return torch.stack([hue, saturation, value], dim=1)
+
+
+def hsv_to_rgb(hsv: Tensor) -> Tensor:
+    """HSV ``(B, 3, H, W)`` with channels in ``[0, 1]`` to RGB: channel ``n`` in (R, G, B) = (5, 3, 1) is
+    ``v - v s clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6 h) mod 6``."""
+    hue, saturation, value = hsv.unbind(1)
+    n = torch.arange(5, 0, -2, device=hsv.device, dtype=hsv.dtype).view(1, 3, 1, 1)  # made on the device
+    k = torch.remainder(n + 6 * hue.unsqueeze(1), 6)
+    ramp = torch.minimum(k, 4 - k).clamp(0, 1)
+    return value.unsqueeze(1) * (1 - saturation.unsqueeze(1) * ramp)
+
+
+def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
+    """Rotate the hue by ``shift`` ``(B,)`` turns (``[-0.5, 0.5]``), keeping saturation and value."""
+    hsv = rgb_to_hsv(x)
+    hue = torch.remainder(hsv[:, 0] + shift.view(-1, 1, 1), 1.0)
+    return hsv_to_rgb(torch.stack([hue, hsv[:, 1], hsv[:, 2]], dim=1))
+
+
+ADJUSTMENTS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+
+
+def color_jitter(x: Tensor, factors: Tensor, order: list[int]) -> Tensor:
+    """Apply the adjustments numbered in ``order`` (0 brightness, 1 contrast, 2 saturation, 3 hue) to images
+    ``(B, C, H, W)`` in ``[0, 1]``, with per-sample ``factors`` ``(B, 4)`` in that numbering."""
+    for i in order:
+        x = ADJUSTMENTS[i](x, factors[:, i])
+    return x
+
+
+class RandomColorJitter(nn.Module):
+    """torchvision's ``ColorJitter`` for batches, applied to each sample with probability ``p``.
+
+    Per sample, brightness, contrast and saturation factors are uniform in ``[max(0, 1 - s), 1 + s]`` and the hue
+    shift is uniform in ``[-h, h]``. The adjustments with a non-zero strength run in a random order drawn once
+    per call (torchvision draws one per image; per-image orders would cost four times the work on a batch).
+
+    Args:
+        brightness, contrast, saturation, hue: the strengths ``s`` (``hue`` in turns, at most 0.5).
+        p: probability that a sample is jittered.
+    """
+
+    def __init__(self, brightness: float, contrast: float, saturation: float, hue: float, p: float = 1.0) -> None:
+        super().__init__()
+        if not 0 <= hue <= 0.5:
+            raise ValueError(f"hue jitter must be in [0, 0.5], got {hue}")
+        if min(brightness, contrast, saturation) < 0:
+            raise ValueError(f"jitter strengths must be >= 0, got {(brightness, contrast, saturation)}")
+        self.strengths = (brightness, contrast, saturation, hue)
+        # factor ranges as (non-persistent) buffers: they move with the module, so no call copies them over
+        self.register_buffer("low", torch.tensor([max(0.0, 1 - s) for s in self.strengths[:3]] + [-hue]), False)
+        self.register_buffer("high", torch.tensor([1 + s for s in self.strengths[:3]] + [hue]), False)
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Jittered images ``(B, C, H, W)`` in ``[0, 1]``; saturation and hue need ``C = 3``."""
+        u = torch.rand(x.shape[0], 4, device=x.device, dtype=x.dtype)
+        factors = self.low.to(x.dtype) + (self.high - self.low).to(x.dtype) * u
+        active = [i for i in range(4) if self.strengths[i] > 0]
+        order = [active[i] for i in torch.randperm(len(active)).tolist()]  # host RNG: no device read
+        apply = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < self.p
+        return torch.where(apply, color_jitter(x, factors, order), x)
