@@ -159,3 +159,40 @@ def test_compile_option_fits_in_bf16_with_channels_last(make_model, make_data, m
     trainer.fit(model, make_data(n=64, batch_size=16))
     assert trainer.global_step == 8 and model.online._compiled_call_impl is not None
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@needs_bf16
+@pytest.mark.parametrize("rgb", [False, True], ids=["grey", "imagenet-recipe"])
+def test_a_training_step_never_waits_for_the_gpu(make_model, rgb):
+    """Views, forward, loss, probe, backward, optimizer and EMA queue their kernels without any host-device
+    synchronisation (CUDA's sync debug mode raises on one): the host can run ahead of the GPU."""
+    from byol import BYOL
+    from byol.views import BYOLImageViews
+
+    if rgb:
+        backbone = TimmBackbone("resnet10t", cifar_stem=True, model_kwargs=TINY_RESNET)
+        model = BYOL(backbone, BYOLImageViews(64), projector_hidden_dim=32, projection_dim=16,
+                     predictor_hidden_dim=32, num_classes=10, channels_last=True).cuda()
+        images = torch.randint(0, 256, (8, 3, 72, 72), dtype=torch.uint8, device="cuda")
+    else:
+        model = make_model().cuda()
+        images = digits_batch(8)[0]
+    labels = torch.tensor([3, -1, 5, -1, 0, 1, -1, 2], device="cuda")
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model.training_step(model.training_views((images, labels)), 0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        ema_update(model.target, model.online, 0.99)
+
+    step()  # first call: cuDNN autotuning, optimizer state, lazy initialisation
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
