@@ -5,8 +5,12 @@ queued kernels, so the host can no longer run ahead of the device. Those reads a
 ``_local_scalar_dense`` and ``nonzero``, which a dispatch mode sees on any device: these tests run on the CPU.
 """
 
+import traceback
+
 import pytest
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
+from timm.optim import Lars
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from byol.core import ema_update
@@ -62,12 +66,14 @@ def test_byol_a_views_read_nothing_back():
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
-def test_a_byol_training_step_reads_nothing_back(make_model, monkeypatch):
-    """Views, both networks, loss, probe, backward, optimizer step and EMA. The loss check reads the flag it keeps
-    on the device only on logging steps (and at once on a CPU, where reading costs nothing): switched off here."""
+@pytest.mark.parametrize("optimizer_class", [torch.optim.SGD, Lars], ids=["sgd", "lars"])
+def test_a_byol_training_step_reads_nothing_back(make_model, monkeypatch, optimizer_class):
+    """Views, both networks, loss, probe, backward, optimizer step (SGD, or LARS as the recipes use) and EMA. The
+    loss check reads the flag it keeps on the device only on logging steps (and at once on a CPU, where reading
+    costs nothing): switched off here."""
     model = make_model()
     monkeypatch.setattr(model, "raise_if_nonfinite", lambda: None)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    optimizer = optimizer_class(model.parameters(), lr=0.01, momentum=0.9)
     labels = torch.tensor([3, -1, 5, -1, 0, 1, -1, 2])  # some unlabeled: the probe masks them without indexing
 
     def step() -> None:
@@ -78,3 +84,40 @@ def test_a_byol_training_step_reads_nothing_back(make_model, monkeypatch):
         ema_update(model.target, model.online, 0.99)
 
     assert host_reads(step) == []
+
+
+class RecordHostTraffic(TorchDispatchMode):
+    """Host reads, and host values made into tensors (``torch.tensor(x)``, ``t.new_tensor(x)``: on a GPU a blocking
+    copy that waits for the device), outside the data loader, which works on the CPU by design."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in HOST_READS or func is torch.ops.aten.lift_fresh.default:
+            stack = traceback.extract_stack()
+            if not any("torch/utils/data/" in frame.filename for frame in stack):
+                caller = next(f for f in reversed(stack[:-1]) if "site-packages/torch/" not in f.filename)
+                self.events.append(f"{func} at {caller.filename}:{caller.lineno}")
+        return func(*args, **(kwargs or {}))
+
+
+def fit_traffic(model, data, steps_per_epoch: int) -> list[str]:
+    import lightning as L
+
+    model.raise_if_nonfinite = lambda: None  # read at once on a CPU only (see check_finite)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, log_every_n_steps=10_000, callbacks=[RichProgressBar()])
+    with RecordHostTraffic() as recorder:
+        trainer.fit(model, data)
+    assert trainer.global_step == steps_per_epoch
+    return recorder.events
+
+
+def test_a_lightning_fit_talks_to_the_host_per_epoch_not_per_step(make_model, make_data):
+    """Outside logging steps a training step sends nothing to the host and copies nothing from it, also through
+    Lightning's logging and the progress bar: twice the steps in an epoch give exactly the same host traffic."""
+    short = fit_traffic(make_model(), make_data(n=128, batch_size=16), 8)
+    long = fit_traffic(make_model(), make_data(n=256, batch_size=16), 16)
+    assert sorted(long) == sorted(short)

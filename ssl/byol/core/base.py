@@ -207,8 +207,9 @@ class OnlineTargetModule(L.LightningModule):
         # Lightning calls this once per optimizer step; global_step counts the steps completed before it.
         tau = self.current_tau()
         ema_update(self.target, self.online, tau)
-        self.log("train/tau", tau, on_step=True, on_epoch=False)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        if self.on_logging_step():  # self.log copies a Python number to the device, and a blocking copy waits
+            self.log("train/tau", tau, on_step=True, on_epoch=False)
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
 
     # ----- monitoring -------------------------------------------------------------------------
     def on_logging_step(self) -> bool:
@@ -216,6 +217,12 @@ class OnlineTargetModule(L.LightningModule):
         ``trainer.log_every_n_steps``): costly monitors and host-device syncs happen on these steps only. Never
         without a Trainer (a step called by hand logs nothing)."""
         return self._trainer is not None and self.trainer._logger_connector.should_update_logs
+
+    def log_loss(self, loss: torch.Tensor) -> None:
+        """Log the training loss per step and per epoch. The progress bar shows the epoch mean only: Lightning reads
+        every progress-bar value of a step back to the host at the end of that step, which stalls a GPU."""
+        self.log("train/loss", loss, on_step=True, on_epoch=True)
+        self.log("loss", loss, on_step=False, on_epoch=True, prog_bar=True, logger=False)
 
     def log_monitors(self, embeddings: torch.Tensor, projections: torch.Tensor) -> None:
         """Log label-free collapse signals of one view, ``(B, D)`` embeddings and ``(B, P)`` projections, on
@@ -234,10 +241,11 @@ class OnlineTargetModule(L.LightningModule):
         is read at once.
         """
         loss = loss.detach().float()
+        # new_full fills on the device; new_tensor would copy from the host, which waits for the device
         if self._nonfinite is None:
-            self._nonfinite = loss.new_tensor([-1.0, 0.0])  # step -1: no bad loss yet
+            self._nonfinite = torch.stack([loss.new_full((), -1.0), loss.new_zeros(())])  # step -1: none yet
         first = ~torch.isfinite(loss) & (self._nonfinite[0] < 0)
-        record = torch.stack([loss.new_tensor(float(self.global_step)), loss])
+        record = torch.stack([loss.new_full((), float(self.global_step)), loss])
         self._nonfinite = torch.where(first, record, self._nonfinite)
         if self._read_loss_now(loss):
             self.raise_if_nonfinite()
@@ -264,7 +272,7 @@ class OnlineTargetModule(L.LightningModule):
         loss, logits = self.probe(features, labels)
         labeled = labels >= 0  # accuracy over the labeled samples (0 for a batch without any), no host sync
         acc = ((logits.argmax(1) == labels) & labeled).sum() / labeled.sum().clamp(min=1)
-        self.log("train/probe_acc", acc, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/probe_acc", acc, on_step=True, on_epoch=True)
         self.log("train/probe_loss", loss, on_step=True, on_epoch=False)
         return loss
 

@@ -126,6 +126,6 @@ class BYOL(OnlineTargetModule):
             _, t2 = self.target(v2)
         loss = symmetric_byol_loss(p1, p2, t1, t2)
         self.check_finite(loss)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log_loss(loss)
         self.log_monitors(f1.detach(), z1.detach())
         return loss + self.probe_loss(f1, labels)

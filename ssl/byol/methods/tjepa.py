@@ -177,7 +177,7 @@ class TJEPA(OnlineTargetModule):
         targets = gather_tokens(self.target.feature_tokens(full), masks.targets)
         loss = jepa_loss(self.predict_targets(x, masks), targets)
         self.check_finite(loss)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log_loss(loss)
         representation = full.flatten(1)
         self.log_monitors(representation, representation)  # of the representation that is exported
         return loss + self.probe_loss(representation, labels)
