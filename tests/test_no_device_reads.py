@@ -1,8 +1,9 @@
-"""The training hot path never reads a tensor's value on the host.
+"""The training hot path never makes the host wait for the device.
 
-On a GPU every such read (``.item()``, ``bool(t)``, ``int(t)``, ``.tolist()``, boolean-mask indexing) waits for all
-queued kernels, so the host can no longer run ahead of the device. Those reads all go through two ATen ops,
-``_local_scalar_dense`` and ``nonzero``, which a dispatch mode sees on any device: these tests run on the CPU.
+On a GPU every read of a tensor's value (``.item()``, ``bool(t)``, ``int(t)``, ``.tolist()``, boolean-mask
+indexing) waits for all queued kernels, and so does a host value made into a device tensor (``torch.tensor(x)``,
+``t.new_tensor(x)``: a blocking copy). They go through three ATen ops, ``_local_scalar_dense``, ``nonzero`` and
+``lift_fresh``, which a dispatch mode sees on any device: these tests run on the CPU.
 """
 
 import traceback
@@ -20,24 +21,28 @@ from byol.views.audio import BYOLAv1Views
 HOST_READS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default}
 
 
-class RecordHostReads(TorchDispatchMode):
-    """Records every op that brings a tensor's value to the host."""
+class RecordHostTraffic(TorchDispatchMode):
+    """Host reads, and host values made into tensors (``torch.tensor(x)``, ``t.new_tensor(x)``: on a GPU a blocking
+    copy that waits for the device), outside the data loader, which works on the CPU by design."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.reads: list[str] = []
+        self.events: list[str] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func in HOST_READS:
-            self.reads.append(str(func))
+        if func in HOST_READS or func is torch.ops.aten.lift_fresh.default:
+            stack = traceback.extract_stack()
+            if not any("torch/utils/data/" in frame.filename for frame in stack):
+                caller = next(f for f in reversed(stack[:-1]) if "site-packages/torch/" not in f.filename)
+                self.events.append(f"{func} at {caller.filename}:{caller.lineno}")
         return func(*args, **(kwargs or {}))
 
 
-def host_reads(fn) -> list[str]:
+def host_traffic(fn) -> list[str]:
     fn()  # a first call may set things up (lazy state) outside the measured call
-    with RecordHostReads() as recorder:
+    with RecordHostTraffic() as recorder:
         fn()
-    return recorder.reads
+    return recorder.events
 
 
 def uint8(b: int, c: int, size: int) -> torch.Tensor:
@@ -54,15 +59,15 @@ def uint8(b: int, c: int, size: int) -> torch.Tensor:
     ids=["imagenet-recipe", "cifar", "grey"],
 )
 def test_image_views_read_nothing_back(views, images):
-    assert host_reads(lambda: views(images)) == []
+    assert host_traffic(lambda: views(images)) == []
 
 
 def test_byol_a_views_read_nothing_back():
     v2 = BYOLAViews(norm_stats=(-8.0, 4.0))
     v1 = BYOLAv1Views()  # running pre-normalisation, updated by every batch of the first epochs
     waves = 0.1 * torch.randn(4, v2.segment_samples, generator=torch.Generator().manual_seed(0))
-    assert host_reads(lambda: v2(waves)) == []
-    assert host_reads(lambda: v1(waves, epoch=0)) == []
+    assert host_traffic(lambda: v2(waves)) == []
+    assert host_traffic(lambda: v1(waves, epoch=0)) == []
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
@@ -83,24 +88,7 @@ def test_a_byol_training_step_reads_nothing_back(make_model, monkeypatch, optimi
         optimizer.step()
         ema_update(model.target, model.online, 0.99)
 
-    assert host_reads(step) == []
-
-
-class RecordHostTraffic(TorchDispatchMode):
-    """Host reads, and host values made into tensors (``torch.tensor(x)``, ``t.new_tensor(x)``: on a GPU a blocking
-    copy that waits for the device), outside the data loader, which works on the CPU by design."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func in HOST_READS or func is torch.ops.aten.lift_fresh.default:
-            stack = traceback.extract_stack()
-            if not any("torch/utils/data/" in frame.filename for frame in stack):
-                caller = next(f for f in reversed(stack[:-1]) if "site-packages/torch/" not in f.filename)
-                self.events.append(f"{func} at {caller.filename}:{caller.lineno}")
-        return func(*args, **(kwargs or {}))
+    assert host_traffic(step) == []
 
 
 def fit_traffic(model, data, steps_per_epoch: int) -> list[str]:
