@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -698,20 +699,62 @@ class BatchStream:
         return images
 
 
+class GPUBusy:
+    """The share of time the GPU ran a kernel (NVML's utilisation, %), sampled every 20 ms on a thread between
+    :meth:`start` and :meth:`stop`. ``read`` defaults to ``torch.cuda.utilization`` on CUDA devices (it needs the
+    ``nvidia-ml-py`` package); without a reader, :attr:`mean` is ``None``."""
+
+    def __init__(self, device: torch.device, read: Callable[[], float] | None = None) -> None:
+        if read is None and device.type == "cuda":
+            try:
+                torch.cuda.utilization(device)
+                read = partial(torch.cuda.utilization, device)
+            except Exception:  # no NVML: nvidia-ml-py missing, or no driver access
+                read = None
+        self.read, self.samples = read, []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.samples.append(float(self.read()))
+
+    def start(self) -> None:
+        if self.read is not None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.mean(self.samples) if self.samples else None
+
+
 def images_per_s(step: Callable[[torch.Tensor], None], batches: Callable[[], torch.Tensor], warm: int, steps: int,
-                 device: torch.device, on_timed_start: Callable[[], None] = lambda: None) -> float:
-    """Steady-state images/s of ``steps`` steps on ``batches()``, after ``warm`` untimed ones."""
+                 device: torch.device, busy: GPUBusy | None = None) -> float:
+    """Steady-state images/s of ``steps`` steps on ``batches()``, after ``warm`` untimed ones; ``busy`` samples the
+    GPU's utilisation over the timed steps."""
     for _ in range(warm):
         step(batches())
     sync(device)
-    on_timed_start()
+    if busy is not None:
+        busy.start()
     start, count = time.perf_counter(), 0
     for _ in range(steps):
         images = batches()
         step(images)
         count += len(images)
     sync(device)
-    return count / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    if busy is not None:
+        busy.stop()
+    return count / elapsed
 
 
 LOADER_DATA = {"resnet18": "uint8 arrays in memory (as CIFAR-10)",
@@ -763,16 +806,22 @@ def bench_loader(ctx: Context) -> list[dict]:
             step = byol_step(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), autocast_dtype(setting))
             resident = stream.next()  # the pre-loaded batch
             attached, preloaded, waits = [], [], []
+            busy = {"attached": GPUBusy(ctx.device), "preloaded": GPUBusy(ctx.device)}
             for _ in range(s.loader_rounds):
-                preloaded.append(images_per_s(step, lambda x=resident: x, 2, s.loader_steps, ctx.device))
-                attached.append(images_per_s(step, stream.next, warm, s.loader_steps, ctx.device, stream.reset_wait))
+                preloaded.append(images_per_s(step, lambda x=resident: x, 2, s.loader_steps, ctx.device,
+                                              busy["preloaded"]))
+                for _ in range(warm):  # past the queue the loader filled meanwhile: its steady state
+                    step(stream.next())
+                stream.reset_wait()
+                attached.append(images_per_s(step, stream.next, 0, s.loader_steps, ctx.device, busy["attached"]))
                 waits.append(stream.wait_s * attached[-1] / (s.loader_steps * batch))  # of the timed steps' time
             if ctx.profile_dir is not None:
                 path = ctx.profile_dir / f"profile_loader_{name}.txt"
                 profile_step(step, stream, min(s.loader_steps, 10), ctx.device, path)
             config = {"model": name, "image_size": size, "batch": batch, "workers": ctx.workers, **asdict(setting),
                       "data": LOADER_DATA[name], "warm_steps": warm, "steps": s.loader_steps, "rounds": s.loader_rounds,
-                      "img_s": {"attached": attached, "preloaded": preloaded}, "host_wait_fraction": waits}
+                      "img_s": {"attached": attached, "preloaded": preloaded}, "host_wait_fraction": waits,
+                      "gpu_busy_percent": {k: b.mean for k, b in busy.items()}}
             rows.append(row("loader", f"{label}, {size} px, batch {batch}, {setting}: {LOADER_DATA[name]}, "
                             f"{workers_text(ctx.workers)}", "img/s", statistics.median(attached),
                             statistics.median(preloaded), config=config))
@@ -937,6 +986,9 @@ def table_cells(r: dict[str, Any]) -> list[str]:
     achieved = "" if r.get("achieved_tflops") is None else f"{1e3 * r['achieved_tflops']:,.1f} GFLOP/s"
     if r.get("peak_fraction") is not None:
         achieved += f" ({100 * r['peak_fraction']:.0f}% of peak)"
+    busy = r["config"].get("gpu_busy_percent") or {}
+    if busy.get("attached") is not None and busy.get("preloaded") is not None:
+        achieved = f"GPU busy {busy['attached']:.0f}% vs {busy['preloaded']:.0f}%"
     return [r["section"], r["setting"], _fmt(r["ours"], r["unit"]), _fmt(r["reference"], r["unit"]),
             "" if r["ratio"] is None else f"{r['ratio']:.2f}x",
             _memory_cell(r), _fmt(r.get("gflop_per_img")), achieved]

@@ -87,3 +87,18 @@ def test_gpu_report_script_writes_its_files_and_passes_bench_options_through(tmp
     for name in ("nvidia-smi.txt", "gpu_tests.log", "bench.log", "bench.json"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert "| ema |" in (tmp_path / "bench.log").read_text()  # the Markdown table
+
+
+def test_gpu_busy_samples_while_started_and_is_none_without_a_reader(bench):
+    import time
+
+    values = iter(range(1, 10_000))
+    busy = bench.GPUBusy(torch.device("cpu"), read=lambda: next(values))
+    busy.start()
+    time.sleep(0.2)
+    busy.stop()
+    count = len(busy.samples)
+    time.sleep(0.1)  # stopped: no more samples
+    assert count >= 2 and len(busy.samples) == count
+    assert busy.mean == pytest.approx(sum(range(1, count + 1)) / count)
+    assert bench.GPUBusy(torch.device("cpu")).mean is None
