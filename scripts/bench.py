@@ -736,15 +736,12 @@ class GPUBusy:
         return statistics.mean(self.samples) if self.samples else None
 
 
-def images_per_s(step: Callable[[torch.Tensor], None], batches: Callable[[], torch.Tensor], warm: int, steps: int,
-                 device: torch.device, busy: GPUBusy | None = None) -> float:
-    """Steady-state images/s of ``steps`` steps on ``batches()``, after ``warm`` untimed ones; ``busy`` samples the
-    GPU's utilisation over the timed steps."""
-    for _ in range(warm):
-        step(batches())
+def images_per_s(step: Callable[[torch.Tensor], None], batches: Callable[[], torch.Tensor], steps: int,
+                 device: torch.device, busy: GPUBusy) -> float:
+    """Images/s of ``steps`` steps on ``batches()``, timed from an idle device; ``busy`` samples the GPU's
+    utilisation meanwhile."""
     sync(device)
-    if busy is not None:
-        busy.start()
+    busy.start()
     start, count = time.perf_counter(), 0
     for _ in range(steps):
         images = batches()
@@ -752,8 +749,7 @@ def images_per_s(step: Callable[[torch.Tensor], None], batches: Callable[[], tor
         count += len(images)
     sync(device)
     elapsed = time.perf_counter() - start
-    if busy is not None:
-        busy.stop()
+    busy.stop()
     return count / elapsed
 
 
@@ -808,12 +804,13 @@ def bench_loader(ctx: Context) -> list[dict]:
             attached, preloaded, waits = [], [], []
             busy = {"attached": GPUBusy(ctx.device), "preloaded": GPUBusy(ctx.device)}
             for _ in range(s.loader_rounds):
-                preloaded.append(images_per_s(step, lambda x=resident: x, 2, s.loader_steps, ctx.device,
-                                              busy["preloaded"]))
+                for _ in range(2):
+                    step(resident)
+                preloaded.append(images_per_s(step, lambda: resident, s.loader_steps, ctx.device, busy["preloaded"]))
                 for _ in range(warm):  # past the queue the loader filled meanwhile: its steady state
                     step(stream.next())
                 stream.reset_wait()
-                attached.append(images_per_s(step, stream.next, 0, s.loader_steps, ctx.device, busy["attached"]))
+                attached.append(images_per_s(step, stream.next, s.loader_steps, ctx.device, busy["attached"]))
                 waits.append(stream.wait_s * attached[-1] / (s.loader_steps * batch))  # of the timed steps' time
             if ctx.profile_dir is not None:
                 path = ctx.profile_dir / f"profile_loader_{name}.txt"

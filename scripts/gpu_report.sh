@@ -4,8 +4,9 @@
 #   scripts/gpu_report.sh [OUTDIR [bench.py options ...]]    # default OUTDIR: checkpoints/runs/gpu_report
 #
 # Writes to OUTDIR: nvidia-smi.txt (the device and driver), gpu_tests.log (pytest tests/gpu: bf16-mixed,
-# channels_last, torch.compile, kornia views on CUDA, a 1-GPU fit), bench.log and bench.json (`make bench` at
-# the CUDA sizes, with the Markdown table) and profile_loader_*.txt (torch.profiler tables of the loader rows).
+# channels_last, torch.compile, views on CUDA, no host-device sync in a step, a 1-GPU fit), bench.log and
+# bench.json (`make bench` at the CUDA sizes, with the Markdown table) and profile_loader_*.txt (torch.profiler
+# tables of the loader rows).
 # PYTHON picks the interpreter (default: this repo's .venv, else python3 on PATH). Exits non-zero when a
 # GPU test fails; the benchmark still runs.
 set -uo pipefail

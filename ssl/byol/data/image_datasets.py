@@ -119,8 +119,8 @@ class ImageFolder(Dataset[tuple[torch.Tensor, int]]):
     side is ``size`` (bilinear, antialiased) and centre-cropped to
     ``size x size``. A JPEG at least twice ``size`` on both sides is decoded
     at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, several times faster for
-    large photos), keeping both sides at least ``size``, before that resize. Hidden files and folders (names starting with ``.``)
-    are ignored.
+    large photos), keeping both sides at least ``size``, before that resize.
+    Hidden files and folders (names starting with ``.``) are ignored.
 
     Args:
         root: the folder.

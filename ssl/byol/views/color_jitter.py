@@ -55,7 +55,7 @@ def rgb_to_hsv(x: Tensor) -> Tensor:
     safe = torch.where(grey, torch.ones_like(chroma), chroma)
     hue = torch.where(argmax == 0, (g - b) / safe, torch.where(argmax == 1, 2 + (b - r) / safe, 4 + (r - g) / safe))
     hue = torch.where(grey, torch.zeros_like(hue), torch.remainder(hue / 6, 1.0))
-    saturation = torch.where(value > 0, chroma / torch.where(value > 0, value, torch.ones_like(value)), 0.0)
+    saturation = chroma / torch.where(value > 0, value, torch.ones_like(value))  # chroma is 0 where value is
     return torch.stack([hue, saturation, value], dim=1)
 
 
@@ -114,7 +114,7 @@ class RandomColorJitter(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Jittered images ``(B, C, H, W)`` in ``[0, 1]``; saturation and hue need ``C = 3``."""
         u = torch.rand(x.shape[0], 4, device=x.device, dtype=x.dtype)
-        factors = self.low.to(x.dtype) + (self.high - self.low).to(x.dtype) * u
+        factors = (self.low + (self.high - self.low) * u).to(x.dtype)
         active = [i for i in range(4) if self.strengths[i] > 0]
         order = [active[i] for i in torch.randperm(len(active)).tolist()]  # host RNG: no device read
         apply = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < self.p
