@@ -59,11 +59,18 @@ def test_loader_rows_compare_the_attached_loader_with_a_preloaded_batch(bench, t
         assert "the host waited for data" in profile and "aten::" in profile
 
 
-def test_step_rows_are_relative_to_fp32_eager_and_say_why_a_row_was_skipped(bench, monkeypatch):
+@pytest.mark.parametrize("native_bf16", [False, True], ids=["cpu-without-bf16", "cpu-with-bf16"])
+def test_step_rows_are_relative_to_fp32_eager_and_say_why_a_row_was_skipped(bench, monkeypatch, native_bf16):
+    """Both answers of the bf16 probe are exercised, whatever this host's CPU has (bf16 is emulated where missing)."""
     monkeypatch.setattr(bench, "STEP_MODELS", {"resnet18": bench.STEP_MODELS["resnet18"]})
+    monkeypatch.setattr(bench, "cpu_has_native_bf16", lambda: native_bf16)
     rows = bench.bench_step(tiny_context(bench))
     measured = {r["setting"].split(", ", 3)[-1]: r for r in rows if "skipped" not in r}
-    assert set(measured) == {"fp32", "fp32, channels_last"}
+    bf16 = {"bf16", "bf16, channels_last"}
+    assert set(measured) == {"fp32", "fp32, channels_last"} | (bf16 if native_bf16 else set())
+    assert native_bf16 or all("no native bf16" in r["skipped"] for r in rows if "bf16" in r["setting"])
+    for name in bf16 & set(measured):
+        assert measured[name]["ratio"] == pytest.approx(measured[name]["ours"] / measured["fp32"]["ours"])
     assert measured["fp32"]["ratio"] is None
     cl = measured["fp32, channels_last"]
     assert cl["ratio"] == pytest.approx(cl["ours"] / measured["fp32"]["ours"])
