@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from byol import TimmBackbone, export_backbone, load_backbone, load_preprocess
-from byol.export import export_checkpoint, load_checkpoint
+from byol.core.checkpoint_io import read_checkpoint
+from byol.export import export_checkpoint
 from byol.views import ImagePreprocess
 
 PRE = ImagePreprocess(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).export_config()
@@ -83,7 +84,7 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path, monkeypatch):
     evil = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "payload": _RunsCode()}, evil)
     with pytest.raises(ValueError, match="refusing to load"):
-        load_checkpoint(evil)
+        read_checkpoint(evil)
     with pytest.raises(ValueError, match="refusing to load"):
         export_checkpoint(evil, tmp_path / "out")
     assert not (tmp_path / "pwned").exists()
@@ -94,7 +95,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     torch.save({"state_dict": {"w": torch.randn(100, 100)}}, path)
     path.write_bytes(path.read_bytes()[:2000])
     with pytest.raises(ValueError, match="last.ckpt is not a readable checkpoint"):
-        load_checkpoint(path)
+        read_checkpoint(path)
 
 
 def test_missing_export_folder_is_a_clear_error(tmp_path):

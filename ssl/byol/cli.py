@@ -6,15 +6,21 @@
 - ``byol export RUN.ckpt OUT_DIR``: write the backbone as safetensors + config.json.
 - ``byol plot-curves RUN_DIR OUT.png``, ``byol plot-embeddings BACKBONE --data ... OUT.png``,
   ``byol plot-views AUDIO OUT.png`` (a log-mel and its two BYOL-A views).
+
+A failure ends in one line, ``byol: error: ...``, that names the file, key or
+path at fault; ``BYOL_DEBUG=1`` shows the full traceback instead.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+import traceback
 import warnings
 from pathlib import Path
 
-from jsonargparse import CLI
+from jsonargparse import CLI, Namespace
 from lightning.pytorch.cli import LightningCLI
 from torch.utils.data import Dataset
 
@@ -29,6 +35,12 @@ class ByolCLI(LightningCLI):
     Every constructor argument is a config key. The method builds its own
     optimizer from its ``optimizer`` argument, so the CLI's automatic
     optimizer options are off.
+
+    Everything a run writes lands under ``trainer.default_root_dir`` (the
+    recipes: ``checkpoints/runs/<recipe>``): unless ``trainer.logger`` is set,
+    the run logs to CSV (``DIR/csv/version_N/``, with its checkpoints and
+    ``config.yaml``) and to wandb offline (``DIR/wandb/``). ``fit`` checks
+    that the folder is writable before anything starts.
     """
 
     def __init__(self, args: list[str] | None = None, **kwargs) -> None:
@@ -44,6 +56,32 @@ class ByolCLI(LightningCLI):
             args=args,
             **kwargs,
         )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        root = Path(config.trainer.default_root_dir or ".")
+        if self.subcommand == "fit":
+            ensure_writable(root, "--trainer.default_root_dir")
+        if config.trainer.logger in (None, True):
+            config.trainer.logger = default_loggers(root)
+
+
+def default_loggers(root: Path) -> list[Namespace]:
+    """CSV (``root/csv/version_N``) and offline wandb (``root/wandb``, run named after ``root``) logger configs."""
+    csv = Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace(save_dir=str(root), name="csv"))
+    wandb = Namespace(class_path="lightning.pytorch.loggers.WandbLogger", init_args=Namespace(
+        save_dir=str(root), project="byol", name=root.resolve().name, offline=True))
+    return [csv, wandb]
+
+
+def ensure_writable(folder: Path, key: str) -> None:
+    """Create ``folder`` and write a file in it, or raise an error that names ``key`` and the folder."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise PermissionError(f"{key} {folder} is not a writable folder ({err.strerror}); give another folder") from err
 
 
 def export(checkpoint: Path, out_dir: Path) -> None:
@@ -123,12 +161,54 @@ TOOLS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``byol`` console script (``argv`` defaults to the command line)."""
+    """Entry point of the ``byol`` console script (``argv`` defaults to the command line).
+
+    An exception ends the program with exit code 1 and one line on stderr,
+    ``byol: error: <message>`` (see :func:`error_line`); with ``BYOL_DEBUG=1`` in
+    the environment the exception propagates with its full traceback.
+    """
     args = sys.argv[1:] if argv is None else list(argv)
-    if args and args[0] in TOOLS:
-        CLI(TOOLS, args=args)
-    else:
-        ByolCLI(args=argv)
+    try:
+        if args and args[0] in TOOLS:
+            CLI(TOOLS, args=args)
+        else:
+            ByolCLI(args=args)
+    except Exception as err:
+        if os.environ.get("BYOL_DEBUG", "") not in ("", "0"):
+            raise
+        sys.stderr.flush()
+        print(f"byol: error: {error_line(err)} (BYOL_DEBUG=1 shows the traceback)", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def error_line(err: BaseException) -> str:
+    """One line that says what went wrong: the message of the exception at fault, not of its wrappers.
+
+    The config parser reports a constructor's exception (a dataset that finds a
+    corrupt file, a model with a wrong argument) inside a "Does not validate
+    against any of the Union subtypes" error, with the original as its cause;
+    the first exception in the ``__cause__`` chain that the parser did not
+    raise is the one at fault. A DataLoader worker's exception carries the
+    worker's traceback in its message: its last line is the message.
+    """
+    chain, e = [], err
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__
+    culprit = next((e for e in chain if not _raised_in(e, "jsonargparse")), chain[-1])
+    lines = [line.strip() for line in str(culprit).splitlines() if line.strip()]
+    if not lines:
+        return type(culprit).__name__
+    if any(line.startswith("Original Traceback") for line in lines):
+        return lines[-1]  # "ValueError: ..." as the worker raised it
+    named = isinstance(culprit, (ValueError, OSError, RuntimeError)) and not isinstance(culprit, FileNotFoundError)
+    return lines[0] if named else f"{type(culprit).__name__}: {lines[0]}"
+
+
+def _raised_in(err: BaseException, package: str) -> bool:
+    """Whether the innermost frame of ``err``'s traceback is in ``package``."""
+    frames = traceback.extract_tb(err.__traceback__)
+    return bool(frames) and f"{os.sep}{package}{os.sep}" in frames[-1].filename
 
 
 if __name__ == "__main__":

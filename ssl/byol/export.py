@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from . import data, models, views
+from .core.checkpoint_io import read_checkpoint
+from .core.files import atomic_write
 from .models.state import strict_load
 
 WEIGHTS_NAME = "model.safetensors"
@@ -27,18 +26,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: no truncated file is ever left."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def export_backbone(
@@ -61,7 +48,7 @@ def export_backbone(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.export_state_dict().items()}
-    _atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    atomic_write(out / WEIGHTS_NAME, lambda f: f.write(save(state, metadata={"format": "pt"})))
     config = {
         "architecture": backbone.export_config(),
         "preprocessing": preprocessing,
@@ -69,7 +56,7 @@ def export_backbone(
         "sha256": _sha256(out / WEIGHTS_NAME),
         **metadata,
     }
-    _atomic_write(out / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
+    atomic_write(out / CONFIG_NAME, lambda f: f.write((json.dumps(config, indent=2) + "\n").encode()))
     return out
 
 
@@ -133,32 +120,12 @@ def _build(config: dict[str, Any], namespace, source: str, base: type = nn.Modul
     return cls(**args)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a training checkpoint safely (``weights_only=True``: tensors and plain containers, never code).
-
-    Raises a ``ValueError`` naming the file when it is truncated, corrupt, or
-    holds objects that would run code when unpickled.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"refusing to load {path}: it holds objects other than tensors and plain containers "
-            f"(loading it could run arbitrary code). Details: {str(err).splitlines()[0]}"
-        ) from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{path} is not a readable checkpoint (truncated or corrupt?): {err}") from err
-
-
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
     """``byol export``: the backbone of a training checkpoint to ``out_dir`` (safetensors + config.json)."""
     if Path(ckpt_path).suffix != ".ckpt":
         raise ValueError(f"{ckpt_path}: expected a training checkpoint (.ckpt)")
     backbone, _, config = load_pretrained(ckpt_path)
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt = read_checkpoint(ckpt_path)
     return export_backbone(
         backbone, out_dir, config["preprocessing"],
         method=config["method"], checkpoint=str(ckpt_path), epoch=ckpt.get("epoch"), global_step=ckpt.get("global_step"),
@@ -173,7 +140,7 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> tup
     """
     path = Path(path)
     if path.suffix == ".ckpt":
-        ckpt = load_checkpoint(path)
+        ckpt = read_checkpoint(path)
         meta = ckpt.get("byol")
         if meta is None:
             raise ValueError(f"{path} is not a checkpoint written by a byol method (no 'byol' entry)")

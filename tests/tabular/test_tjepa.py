@@ -13,7 +13,8 @@ import byol.models
 from byol.core.schedules import LinearTau
 from byol.data.tabular import SklearnTableDataModule, TableFileDataModule
 from byol.data.tabular_preprocessing import TabularPreprocessing
-from byol.export import load_checkpoint, load_pretrained
+from byol.core.checkpoint_io import read_checkpoint
+from byol.export import load_pretrained
 from byol.methods.tjepa import TJEPA, jepa_loss
 from byol.models.state import strict_load
 from byol.models.tabular import TabularTransformer, TJEPAPredictor, gather_tokens
@@ -142,7 +143,7 @@ def test_checkpoint_holds_the_target_encoder_and_the_preprocessing(tmp_path):
     tr.fit(model, data)
     path = tmp_path / "run.ckpt"
     tr.save_checkpoint(path)
-    ckpt = load_checkpoint(path)
+    ckpt = read_checkpoint(path)
     meta = ckpt["byol"]
     assert meta["method"] == "TJEPA" and meta["backbone_prefix"] == "target."
     assert meta["preprocessing"] == data.preprocessing.export_config()

@@ -8,7 +8,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from jsonargparse import lazy_instance
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
@@ -46,7 +45,7 @@ class OnlineTargetModule(L.LightningModule):
     Args:
         online: the network the target copies.
         optimizer: callable from parameter groups to an optimizer (LightningCLI ``class_path``).
-        tau_schedule: EMA decay schedule, a function of the step.
+        tau_schedule: EMA decay schedule, a function of the step; ``None``: cosine from 0.996 to 1.
         warmup_epochs: epochs of linear learning-rate warm-up (fractional allowed).
         feature_dim: dimension of :meth:`embed`'s output, for the probe.
         num_classes: classes of the online probe; ``None`` disables it.
@@ -60,7 +59,7 @@ class OnlineTargetModule(L.LightningModule):
         self,
         online: nn.Module,
         optimizer: OptimizerFactory = torch.optim.AdamW,
-        tau_schedule: TauSchedule = lazy_instance(CosineTau, base=0.996),
+        tau_schedule: TauSchedule | None = None,
         warmup_epochs: float = 0.0,
         feature_dim: int | None = None,
         num_classes: int | None = None,
@@ -71,7 +70,7 @@ class OnlineTargetModule(L.LightningModule):
         self.online = online
         self.target = make_target(online)
         self.optimizer_factory = optimizer
-        self.tau_schedule = tau_schedule
+        self.tau_schedule = tau_schedule if tau_schedule is not None else CosineTau(base=0.996)
         self.warmup_epochs = warmup_epochs
         self.probe_lr = probe_lr
         if lr_reference_batch is not None and lr_reference_batch <= 0:

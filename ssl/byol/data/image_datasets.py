@@ -236,7 +236,9 @@ class ImageFolder(Dataset[tuple[torch.Tensor, int]]):
                     img = Image.fromarray(np.rint(wide / 257.0).clip(0, 255).astype(np.uint8))
                 return img.convert("L" if self.grayscale else "RGB")
         except Exception as e:
-            raise RuntimeError(f"failed to decode image {path}: {e}") from e
+            raise RuntimeError(
+                f"failed to decode image {path}: {e}; replace or remove the file, or set on_corrupt: skip"
+            ) from e
 
     @property
     def num_classes(self) -> int:

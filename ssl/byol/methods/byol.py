@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from jsonargparse import lazy_instance
 from torch import nn
 
 from ..core.base import OnlineTargetModule
 from ..core.heads import BYOLPredictionHead, BYOLProjectionHead
 from ..core.losses import symmetric_byol_loss
 from ..core.optim import OptimizerFactory
-from ..core.schedules import CosineTau, TauSchedule
+from ..core.schedules import TauSchedule
 from ..views.image import BYOLImageViews
 
 
@@ -57,7 +56,7 @@ class BYOL(OnlineTargetModule):
         projection_dim: int = 256,
         predictor_hidden_dim: int = 4096,
         optimizer: OptimizerFactory = torch.optim.AdamW,
-        tau_schedule: TauSchedule = lazy_instance(CosineTau, base=0.996),
+        tau_schedule: TauSchedule | None = None,
         warmup_epochs: float = 10.0,
         num_classes: int | None = None,
         probe_lr: float = 0.1,

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from jsonargparse import lazy_instance
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
@@ -33,7 +32,8 @@ class BYOLA(BYOL):
             (:class:`byol.models.audio_ntt.AudioNTT2020` or ``AudioNTT2022``).
         views: the augmentation pipeline (:class:`byol.views.audio.BYOLAViews`, or ``BYOLAv1Views``).
         projector_hidden_dim, projection_dim, predictor_hidden_dim: head sizes (paper: 4096, 256, 4096).
-        optimizer, tau_schedule, warmup_epochs, num_classes, probe_lr: see :class:`byol.core.OnlineTargetModule`.
+        optimizer, warmup_epochs, num_classes, probe_lr: see :class:`byol.core.OnlineTargetModule`.
+        tau_schedule: EMA decay; ``None``: the papers' constant 0.99.
         constant_lr: keep the learning rate constant after the warm-up, as the papers do; ``False`` decays it
             along the core's cosine.
         norm_samples: clips for the dataset statistics of ``pre_norm="dataset"``.
@@ -48,7 +48,7 @@ class BYOLA(BYOL):
         projection_dim: int = 256,
         predictor_hidden_dim: int = 4096,
         optimizer: OptimizerFactory = torch.optim.Adam,
-        tau_schedule: TauSchedule = lazy_instance(ConstantTau, value=0.99),
+        tau_schedule: TauSchedule | None = None,
         warmup_epochs: float = 0.0,
         num_classes: int | None = None,
         probe_lr: float = 1e-3,
@@ -58,7 +58,8 @@ class BYOLA(BYOL):
     ) -> None:
         super().__init__(
             backbone, views, projector_hidden_dim, projection_dim, predictor_hidden_dim, optimizer=optimizer,
-            tau_schedule=tau_schedule, warmup_epochs=warmup_epochs, num_classes=num_classes, probe_lr=probe_lr,
+            tau_schedule=tau_schedule if tau_schedule is not None else ConstantTau(value=0.99),
+            warmup_epochs=warmup_epochs, num_classes=num_classes, probe_lr=probe_lr,
             compile=compile,
         )
         self.constant_lr = constant_lr

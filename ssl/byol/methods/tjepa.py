@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from jsonargparse import lazy_instance
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -64,9 +63,9 @@ class TJEPA(OnlineTargetModule):
         encoder: builds the encoder from ``(num_numeric, cardinalities)``
             (:class:`byol.models.tabular.TabularTransformer` and its hyper-parameters).
         predictor: builds the predictor from ``(F, d, R)`` (:class:`byol.models.tabular.TJEPAPredictor`).
-        masks: context/target mask sampler.
+        masks: context/target mask sampler; ``None``: :class:`TabularMasks` with its defaults.
         optimizer, warmup_epochs, probe_lr: see :class:`byol.core.OnlineTargetModule`.
-        tau_schedule: EMA decay; the paper's linear 0.996 -> 1.
+        tau_schedule: EMA decay; ``None``: the paper's linear 0.996 -> 1.
         num_classes: classes of the online probe on the target's flattened
             representation; ``"auto"``: the table's classes for a classification
             target, no probe otherwise; ``None``: no probe.
@@ -76,17 +75,18 @@ class TJEPA(OnlineTargetModule):
         self,
         encoder: EncoderFactory = TabularTransformer,
         predictor: PredictorFactory = TJEPAPredictor,
-        masks: TabularMasks = lazy_instance(TabularMasks),
+        masks: TabularMasks | None = None,
         optimizer: OptimizerFactory = torch.optim.AdamW,
-        tau_schedule: TauSchedule = lazy_instance(LinearTau, base=0.996, final=1.0),
+        tau_schedule: TauSchedule | None = None,
         warmup_epochs: float = 10.0,
         num_classes: int | Literal["auto"] | None = "auto",
         probe_lr: float = 0.01,
     ) -> None:
         # the encoder is built by build(); until then online and target are empty placeholders
+        tau_schedule = tau_schedule if tau_schedule is not None else LinearTau(base=0.996, final=1.0)
         super().__init__(nn.Module(), optimizer, tau_schedule, warmup_epochs, probe_lr=probe_lr)
         self.encoder_factory, self.predictor_factory = encoder, predictor
-        self.masks = masks
+        self.masks = masks if masks is not None else TabularMasks()
         self.num_classes = num_classes
         self.predictor: TJEPAPredictor | None = None
         self.preprocessing: dict[str, Any] | None = None
