@@ -1,6 +1,7 @@
 """The command line: clear errors for wrong config keys, wrong types and bad data; --print_config works."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "configs" / "byol_digits.yaml"
 
 
-def byol(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "byol.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+def byol(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "byol.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **(env or {})})
 
 
 def test_print_config_lists_every_constructor_argument(tmp_path):
@@ -67,11 +67,43 @@ def test_bad_image_folder_is_a_clear_error(tmp_path, make_folder):
     path = tmp_path / "folder.yaml"
     path.write_text(yaml.safe_dump(config))
     out = byol("fit", "-c", str(path), "--trainer.fast_dev_run", "1", cwd=tmp_path)
-    assert out.returncode != 0
-    if make_folder == "empty":
-        assert "no images" in out.stderr.lower() and str(root) in out.stderr
-    else:
-        assert "broken.jpg" in out.stderr
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("byol: error: ") and last.endswith("(BYOL_DEBUG=1 shows the traceback)")
+    if make_folder == "empty":  # raised while the config is instantiated: not buried in a union-validation error
+        assert "no images" in last.lower() and str(root) in last
+        assert "Union" not in out.stderr and "Traceback" not in out.stderr
+    else:  # raised in the loader: names the file and the way out
+        assert "broken.jpg" in last and "on_corrupt: skip" in last
+
+
+def test_debug_variable_shows_the_whole_traceback(tmp_path):
+    out = byol("export", str(tmp_path / "missing.ckpt"), str(tmp_path / "out"), cwd=tmp_path,
+               env={"BYOL_DEBUG": "1"})
+    assert out.returncode == 1 and "Traceback (most recent call last)" in out.stderr
+    assert "byol: error" not in out.stderr
+
+
+def test_random_bytes_and_a_code_running_pickle_end_in_different_lines(tmp_path):
+    import pickle
+
+    noise, evil = tmp_path / "noise.ckpt", tmp_path / "evil.ckpt"
+    noise.write_bytes(bytes(range(256)) * 16)
+    evil.write_bytes(pickle.dumps({"state_dict": {}, "x": _RunsCode()}))
+    lines = {}
+    for path in (noise, evil):
+        out = byol("export", str(path), str(tmp_path / "out"), cwd=tmp_path)
+        assert out.returncode == 1 and "Traceback" not in out.stderr
+        lines[path] = out.stderr.strip().splitlines()[-1]
+    assert lines[noise].startswith(f"byol: error: {noise} is not a readable checkpoint")
+    assert lines[evil].startswith(f"byol: error: refusing to load {evil}: unpickling it would call "
+                                  f"{os.system.__module__}.system")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "pwned").exists()
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
 
 
 def test_export_and_linear_eval_commands(tmp_path, make_model):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 
 import pytest
 import timm
@@ -9,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from byol import TimmBackbone, export_backbone, load_backbone, load_preprocess
-from byol.core.checkpoint_io import read_checkpoint
+from byol.core.checkpoint_io import blocked_globals, read_checkpoint
 from byol.export import export_checkpoint
 from byol.views import ImagePreprocess
 
@@ -79,15 +80,48 @@ class _RunsCode:
         return (os.system, ("touch pwned",))
 
 
-def test_checkpoint_that_runs_code_is_refused(tmp_path, monkeypatch):
+SYSTEM = f"{os.system.__module__}.system"  # posix.system on Linux and macOS
+
+
+@pytest.mark.parametrize("fmt", ["torch.save", "plain pickle"])
+def test_checkpoint_that_runs_code_is_refused_and_the_blocked_global_named(tmp_path, monkeypatch, fmt):
     monkeypatch.chdir(tmp_path)
     evil = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "payload": _RunsCode()}, evil)
-    with pytest.raises(ValueError, match="refusing to load"):
-        read_checkpoint(evil)
-    with pytest.raises(ValueError, match="refusing to load"):
-        export_checkpoint(evil, tmp_path / "out")
-    assert not (tmp_path / "pwned").exists()
+    if fmt == "torch.save":
+        torch.save({"state_dict": {"w": torch.ones(2)}, "payload": _RunsCode()}, evil)
+    else:  # a plain pickle of a tensor would itself need a blocked global (torch.storage._load_from_bytes)
+        evil.write_bytes(pickle.dumps({"state_dict": {"w": [1.0, 2.0]}, "payload": _RunsCode()}, protocol=4))
+    assert blocked_globals(evil) == [SYSTEM]
+    for load in (read_checkpoint, lambda p: export_checkpoint(p, tmp_path / "out")):
+        with pytest.raises(ValueError) as err:
+            load(evil)
+        assert f"refusing to load {evil}: unpickling it would call {SYSTEM}" in str(err.value)
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()
+
+
+def test_random_bytes_are_not_a_readable_checkpoint_and_nothing_is_called_code(tmp_path):
+    path = tmp_path / "noise.ckpt"
+    path.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes())
+    assert blocked_globals(path) == []
+    with pytest.raises(ValueError) as err:
+        read_checkpoint(path)
+    assert str(err.value).startswith(f"{path} is not a readable checkpoint")
+    assert "code" not in str(err.value)
+
+
+def test_a_clean_checkpoint_imports_only_allowed_globals(tmp_path, make_model, make_trainer):
+    """The scan agrees with torch's weights-only loader on a real Lightning checkpoint: nothing is blocked."""
+    trainer = make_trainer(max_steps=1)
+    trainer.fit(make_model(), _digits())
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    assert blocked_globals(tmp_path / "run.ckpt") == []
+    assert read_checkpoint(tmp_path / "run.ckpt")["global_step"] == 1
+
+
+def _digits():
+    from byol.data import DataModule, Digits
+
+    return DataModule(Digits(split="train", size=8), batch_size=32, num_workers=0)
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):

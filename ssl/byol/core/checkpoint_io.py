@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickletools
-import re
 import zipfile
 from pathlib import Path
 from typing import Any
