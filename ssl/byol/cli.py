@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         if args and args[0] in TOOLS:
             CLI(TOOLS, args=args)
         else:
-            ByolCLI(args=args)
+            ByolCLI(args=argv)  # None: LightningCLI reads sys.argv itself
     except Exception as err:
         if os.environ.get("BYOL_DEBUG", "") not in ("", "0"):
             raise
