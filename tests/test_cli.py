@@ -131,3 +131,12 @@ def test_export_and_linear_eval_commands(tmp_path, make_model):
     results = json.loads((tmp_path / "exported" / "linear_eval_Digits.json").read_text())
     assert 10.0 < results["top1"] <= 100.0 and results["weight_decay"] == 0.001
     assert torch.load(ckpt, weights_only=True)["byol"]["method"] == "BYOL"
+
+
+def test_a_malformed_csv_through_fit_ends_in_a_line_that_names_it(tmp_path):
+    (tmp_path / "people.csv").write_text("age,hours,income\n30,40,>50K\n41,38,<=50K,extra,fields\n")
+    out = byol("fit", "-c", str(ROOT / "configs" / "tjepa_csv.yaml"), "--data.path", "people.csv",
+               "--data.target", "income", "--trainer.fast_dev_run", "1", cwd=tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("byol: error: cannot read people.csv as a .csv table") and "line 3" in last

@@ -50,10 +50,15 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"table {path} not found")
     name = path.name.lower()
-    if name.endswith((".parquet", ".pq")):
-        return pd.read_parquet(path)
+    try:
+        if name.endswith((".parquet", ".pq")):
+            return pd.read_parquet(path)
+        if name.endswith((".csv", ".csv.gz", ".tsv")):
+            frame = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",")
+    except (ValueError, OSError) as err:  # pandas' ParserError and pyarrow's ArrowInvalid are ValueErrors
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"cannot read {path} as a {path.suffix} table: {message}; fix or replace the file") from err
     if name.endswith((".csv", ".csv.gz", ".tsv")):
-        frame = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",")
         if frame.shape[1] < 2:
             raise ValueError(f"{path} has {frame.shape[1]} column: is it comma-separated with a header row?")
         return frame
