@@ -68,7 +68,6 @@ NOT_RUN = {
         "needs the FT-Transformer split; tests/tabular/test_tabular_eval.py",
     "torchrun --nproc_per_node 8 -m byol.cli linear-eval ...":
         "eight processes; tests/eval/test_distributed_eval.py runs two",
-    "make lock": "resolves against the package index (network)",
 }
 
 
@@ -90,7 +89,7 @@ def test_every_readme_command_is_run_or_has_a_reason_not_to():
     assert len(commands) == len(set(commands))
     unplaced = [c for c in commands if c not in RUN and c not in NOT_RUN]
     assert not unplaced, f"README commands that tests/test_readme.py neither runs nor excuses: {unplaced}"
-    gone = [c for c in [*RUN, *NOT_RUN] if c not in commands and c != "make lock"]
+    gone = [c for c in [*RUN, *NOT_RUN] if c not in commands]
     assert not gone, f"commands no longer in the README: {gone}"
     demo = re.search(r"^demo:.*\n\t(.*)$", (ROOT / "Makefile").read_text(), re.M).group(1)
     assert demo == "$(BIN)/python scripts/demo.py", "the demo's stand-in above no longer matches the Makefile"
