@@ -60,8 +60,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
 
 from byol import BYOL, TJEPA, TimmBackbone
-from byol.core import ema_update, symmetric_byol_loss
+from byol.core import ema_update
 from byol.data import DataModule, ImageFolder
+from byol.losses import symmetric_byol_loss
 from byol.methods.tjepa import jepa_loss
 from byol.models.tabular import TabularTransformer, TJEPAPredictor, gather_tokens
 from byol.views import BYOLAViews, BYOLImageViews, SmallImageViews

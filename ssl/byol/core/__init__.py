@@ -3,7 +3,6 @@
 from .base import OnlineTargetModule
 from .ema import ema_update, make_target
 from .heads import BYOLMLP, BYOLPredictionHead, BYOLProjectionHead
-from .losses import normalized_mse, symmetric_byol_loss
 from .monitor import OnlineLinearProbe, embedding_std, rankme
 from .optim import param_groups
 from .schedules import ConstantTau, CosineTau, LinearTau, TauSchedule, WarmupCosine, warmup_cosine
@@ -11,5 +10,5 @@ from .schedules import ConstantTau, CosineTau, LinearTau, TauSchedule, WarmupCos
 __all__ = [
     "BYOLMLP", "BYOLPredictionHead", "BYOLProjectionHead", "ConstantTau", "CosineTau", "LinearTau",
     "OnlineLinearProbe", "OnlineTargetModule", "TauSchedule", "WarmupCosine", "ema_update", "embedding_std",
-    "make_target", "normalized_mse", "param_groups", "rankme", "symmetric_byol_loss", "warmup_cosine",
+    "make_target", "param_groups", "rankme", "warmup_cosine",
 ]

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..core.base import OnlineTargetModule
 from ..core.heads import BYOLPredictionHead, BYOLProjectionHead
-from ..core.losses import symmetric_byol_loss
+from ..losses import symmetric_byol_loss
 from ..core.optim import OptimizerFactory
 from ..core.schedules import TauSchedule
 from ..views.image import BYOLImageViews

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from byol.core.losses import normalized_mse, symmetric_byol_loss
+from byol.losses import normalized_mse, symmetric_byol_loss
 
 
 def test_loss_against_direct_computation():

@@ -1,0 +1,11 @@
+"""The objectives of the family, pure functions of tensors that reduce over the global batch where they must."""
+
+from .barlow_twins import barlow_twins_loss, cross_correlation, mixed_sample_regularizer
+from .byol import normalized_mse, symmetric_byol_loss
+from .infonce import infonce, symmetric_infonce
+from .vicreg import VICRegTerms, vicreg_loss, vicreg_terms
+
+__all__ = [
+    "VICRegTerms", "barlow_twins_loss", "cross_correlation", "infonce", "mixed_sample_regularizer", "normalized_mse", "symmetric_byol_loss",
+    "symmetric_infonce", "vicreg_loss", "vicreg_terms",
+]
