@@ -368,7 +368,7 @@ def bench_ema(ctx: Context) -> list[dict]:
     rows = []
     for name in ("resnet18", "resnet50"):
         model = BYOL(TimmBackbone(name), BYOLImageViews(224)).to(ctx.device)
-        online, target = model.online, model.target
+        online, target = model.online, model.target.module
         timings = compare({"fused": partial(ema_update, target, online, 0.996),
                            "loop": partial(loop_ema, target, online, 0.996)}, ctx.device, ctx.sizes.ema_repeats, 3)
         params = sum(p.numel() for p in online.parameters())

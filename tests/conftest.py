@@ -15,7 +15,8 @@ TINY_RESNET = {"stem_type": "", "stem_width": 8, "avg_down": False, "channels": 
 def tiny_byol(**kwargs) -> BYOL:
     """A small BYOL on 8x8 grey images: fast enough for many training steps on a CPU."""
     torch.manual_seed(0)
-    backbone = TimmBackbone("resnet10t", in_chans=1, cifar_stem=True, model_kwargs=TINY_RESNET)
+    backbone = kwargs.pop("backbone", None) or TimmBackbone("resnet10t", in_chans=1, cifar_stem=True,
+                                                            model_kwargs=TINY_RESNET)
     defaults = dict(
         projector_hidden_dim=32, projection_dim=16, predictor_hidden_dim=32,
         views=GreyImageViews(size=8, crop_scale=(0.5, 1.0)), warmup_epochs=0, num_classes=10,

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from byol.core.base import OnlineTargetModule
+from byol.core.base import Method
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCHRUN_SCRIPT = ROOT / "scripts" / "launch_torchrun.sh"
@@ -58,7 +58,7 @@ def test_lr_reference_batch_scales_the_method_lr_but_not_the_probe(make_model, m
 
 def test_summary_of_a_multi_node_run():
     """The line for 256 per device on 8 devices x 2 nodes, from a stand-in trainer (no processes started)."""
-    module = OnlineTargetModule(torch.nn.Linear(2, 2), lr_reference_batch=256)
+    module = Method(lr_reference_batch=256)
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3.2)
     torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.0)  # warm-up start: lr 0, initial_lr 3.2
     module._trainer = SimpleNamespace(

@@ -1,12 +1,12 @@
 """byol: BYOL-family self-supervised pretraining on PyTorch Lightning."""
 
-from .core import OnlineTargetModule
+from .core import Method
 from .export import export_backbone, load_backbone, load_preprocess
-from .methods import BYOL, BYOLA, TJEPA
+from .methods import BYOL, TJEPA
 from .models import TimmBackbone
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BYOL", "BYOLA", "OnlineTargetModule", "TJEPA", "TimmBackbone", "__version__", "export_backbone", "load_backbone", "load_preprocess",
+    "BYOL", "Method", "TJEPA", "TimmBackbone", "__version__", "export_backbone", "load_backbone", "load_preprocess",
 ]

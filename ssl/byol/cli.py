@@ -24,13 +24,13 @@ from jsonargparse import CLI, Namespace
 from lightning.pytorch.cli import LightningCLI
 from torch.utils.data import Dataset
 
-from .core.base import OnlineTargetModule
+from .core.base import Method
 from .data.datamodule import DataModule
 from .eval.protocols import knn_eval, linear_eval
 
 
 class ByolCLI(LightningCLI):
-    """LightningCLI over any :class:`OnlineTargetModule` and any datamodule, chosen by ``class_path``.
+    """LightningCLI over any :class:`byol.core.Method` and any datamodule, chosen by ``class_path``.
 
     Every constructor argument is a config key. The method builds its own
     optimizer from its ``optimizer`` argument, so the CLI's automatic
@@ -48,7 +48,7 @@ class ByolCLI(LightningCLI):
         # Methods make views in on_after_batch_transfer on purpose; Lightning warns about that with a datamodule.
         warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer`")
         super().__init__(
-            OnlineTargetModule,
+            Method,
             DataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,

@@ -1,33 +1,40 @@
-"""BYOL-A on the core: dataset statistics at fit start, gradients, EMA, constant learning rate, checkpoint export."""
+"""BYOL-A = BYOL with the audio views and an AudioNTT encoder: dataset statistics at fit start, gradients, EMA,
+constant learning rate, checkpoint export, and the recipes that make it."""
 
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 from audio_formats import write_audio_folder
 
-from byol.core.schedules import ConstantTau
+import yaml
+
+from byol import BYOL
+from byol.core.schedules import ConstantTau, WarmupCosine
 from byol.data import DataModule
 from byol.data.audio import FSDD
 from byol.export import export_checkpoint, load_pretrained
-from byol.methods.byola import BYOLA
 from byol.models.audio_ntt import AudioNTT2020
 from byol.views.audio import BYOLAViews, LogMelPreprocess
 from byol.views.audio_norm import log_mel_moments
 
+ROOT = Path(__file__).resolve().parents[2]
 SEGMENT = 0.25  # seconds: 26 frames, enough for AudioNTT2020's three poolings
 
 
-def _model(**kwargs) -> BYOLA:
+def _model(**kwargs) -> BYOL:
+    """BYOL-A as the recipes build it, at a tiny size: constant tau 0.99, constant learning rate after warm-up."""
     torch.manual_seed(0)
     defaults = dict(
         views=BYOLAViews(segment_seconds=SEGMENT, mixup_memory=16), projector_hidden_dim=32, projection_dim=8,
-        predictor_hidden_dim=32, optimizer=partial(torch.optim.Adam, lr=1e-3), num_classes=10,
+        predictor_hidden_dim=32, optimizer=partial(torch.optim.Adam, lr=1e-3), num_classes=10, probe_lr=1e-3,
+        tau_schedule=ConstantTau(0.99), lr_schedule=partial(WarmupCosine, final_factor=1.0),
     )
-    return BYOLA(AudioNTT2020(d=16, channels=4), **{**defaults, **kwargs})
+    return BYOL(AudioNTT2020(d=16, channels=4), **{**defaults, **kwargs})
 
 
 def _data(root, batch_size: int = 4) -> DataModule:
@@ -54,7 +61,7 @@ class Record(L.Callback):
     def on_after_backward(self, trainer, module):
         self.target_grads += [p.grad for p in module.target.parameters()]
         self.missing |= {n for n, p in module.named_parameters()
-                         if p.requires_grad and not n.startswith("target.") and p.grad is None}
+                         if p.requires_grad and p.grad is None}
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         for prev, t, o in zip(self.before, module.target.parameters(), module.online.parameters()):
@@ -115,12 +122,19 @@ def test_checkpoint_carries_the_statistics_and_exports_the_backbone(fitted, tmp_
     assert not restored.views.pre_norm.needs_statistics  # a resumed run does not recompute them
     backbone, pre, config = load_pretrained(ckpt)
     assert isinstance(pre, LogMelPreprocess) and (pre.mean, pre.std) == model.views.pre_norm.statistics()
-    assert config["method"] == "BYOLA" and isinstance(backbone, AudioNTT2020)
+    assert config["method"] == "BYOL" and isinstance(backbone, AudioNTT2020)
     wave = torch.randn(2, 4000) * 0.1
     torch.testing.assert_close(backbone(pre(wave)), model.backbone.eval()(model.views.preprocess(wave)))
     out = export_checkpoint(ckpt, tmp_path / "exported")
     assert (out / "model.safetensors").is_file()
 
 
-def test_fixed_ema_decay_is_the_default():
-    assert isinstance(_model().tau_schedule, ConstantTau) and _model().tau_schedule.value == 0.99
+@pytest.mark.parametrize("recipe", ["byola_v1", "byola_v2", "byola_fsdd"])
+def test_the_byola_recipes_are_byol_with_the_papers_fixed_decay_and_constant_rate(recipe):
+    model = yaml.safe_load((ROOT / "configs" / f"{recipe}.yaml").read_text())["model"]
+    assert model["class_path"] == "byol.BYOL"
+    args = model["init_args"]
+    assert args["views"]["class_path"].startswith("byol.views.audio.BYOLA")
+    assert args["backbone"]["class_path"].startswith("byol.models.audio_ntt.AudioNTT")
+    assert args["tau_schedule"] == {"class_path": "byol.core.ConstantTau", "init_args": {"value": 0.99}}
+    assert args["lr_schedule"] == {"class_path": "byol.core.WarmupCosine", "init_args": {"final_factor": 1.0}}

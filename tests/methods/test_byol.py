@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import byol.core.base as base
+import byol.core.teacher as teacher_module
 from byol.core.schedules import CosineTau
 
 
@@ -43,8 +44,8 @@ def test_one_ema_update_per_optimizer_step_under_accumulation(make_model, make_d
 
 def test_ema_count_matches_optimizer_steps(make_model, make_data, make_trainer, monkeypatch):
     calls = []
-    real = base.ema_update
-    monkeypatch.setattr(base, "ema_update", lambda t, o, tau: (calls.append(tau), real(t, o, tau)))
+    real = teacher_module.ema_update
+    monkeypatch.setattr(teacher_module, "ema_update", lambda t, o, tau: (calls.append(tau), real(t, o, tau)))
     tr = make_trainer(accumulate_grad_batches=2)
     tr.fit(make_model(), make_data(n=96, batch_size=16))  # 6 batches -> 3 steps
     assert len(calls) == tr.global_step == 3

@@ -28,7 +28,7 @@ def test_recipe_runs_one_step(config: Path, tmp_path: Path, monkeypatch):
         *tabular_overrides(data, tmp_path / "table"),
     ])
     assert cli.trainer.global_step == 1
-    assert cli.model.backbone is cli.model.target
+    assert cli.model.backbone is cli.model.target.module
 
 
 def test_generic_recipe_takes_path_and_target_on_the_command_line(tmp_path: Path, monkeypatch):

@@ -54,7 +54,7 @@ def test_networks_are_built_from_the_datamodule_preprocessing(tmp_path):
     trainer(max_steps=1).fit(model, data)
     assert model.online.num_table_features == 9
     assert model.online.tokenizer.cardinalities == data.preprocessing.cardinalities
-    assert model.backbone is model.target and model._backbone_prefix() == "target."
+    assert model.backbone is model.target.module and model._backbone_prefix() == "target.module."
     assert model.export_preprocessing() == data.preprocessing.export_config()
     assert model.probe is None  # regression target
     predictor = model.predictor
@@ -87,14 +87,14 @@ def test_targets_are_the_full_row_target_tokens_of_the_target_features(tmp_path)
     model, data = tiny_tjepa(), tiny_table(tmp_path)
     trainer(max_steps=1).fit(model, data)
     calls = []
-    real = model.target.tokens
-    model.target.tokens = lambda x, keep=None: (calls.append(keep), real(x, keep))[1]
+    real = model.backbone.tokens
+    model.backbone.tokens = lambda x, keep=None: (calls.append(keep), real(x, keep))[1]
     x, y = next(iter(DataLoader(data.train_set, batch_size=8)))
     torch.manual_seed(0)
     masks = model.masks(8, 9)
     full = model.target_tokens(x)
     assert calls == [None] and full.shape == (8, 2 + 9, 8)  # the target sees every feature
-    targets = gather_tokens(model.target.feature_tokens(full), masks.targets)
+    targets = gather_tokens(model.backbone.feature_tokens(full), masks.targets)
     for b in range(8):
         for m in range(masks.targets.shape[1]):
             for k, f in enumerate(masks.targets[b, m].tolist()):
@@ -145,7 +145,7 @@ def test_checkpoint_holds_the_target_encoder_and_the_preprocessing(tmp_path):
     tr.save_checkpoint(path)
     ckpt = read_checkpoint(path)
     meta = ckpt["byol"]
-    assert meta["method"] == "TJEPA" and meta["backbone_prefix"] == "target."
+    assert meta["method"] == "TJEPA" and meta["backbone_prefix"] == "target.module."
     assert meta["preprocessing"] == data.preprocessing.export_config()
     config = dict(meta["backbone"])
     assert config.pop("class") == "TabularTransformer"
@@ -158,7 +158,7 @@ def test_checkpoint_holds_the_target_encoder_and_the_preprocessing(tmp_path):
     with torch.no_grad():
         expected = model.embed(x)
         torch.testing.assert_close(backbone(x), expected, rtol=0, atol=0)
-        assert not torch.equal(model.target.reg_tokens, model.online.reg_tokens)  # the target, not the context encoder
+        assert not torch.equal(model.backbone.reg_tokens, model.online.reg_tokens)  # the target, not the context encoder
         reloaded = TJEPA.load_from_checkpoint(path, encoder=ENCODER, predictor=PREDICTOR).eval()
         torch.testing.assert_close(reloaded.embed(x), expected, rtol=0, atol=0)
         # new rows: the saved preprocessing and the exported weights reproduce the training representation

@@ -1,14 +1,15 @@
-"""The online/target machinery shared by every method. Knows no modality."""
+"""What every method shares: the base module, EMA teachers, schedules, heads, monitors. Knows no modality."""
 
-from .base import OnlineTargetModule
+from .base import Method, StepOutput
 from .ema import ema_update, make_target
 from .heads import BYOLMLP, BYOLPredictionHead, BYOLProjectionHead
 from .monitor import OnlineLinearProbe, embedding_std, rankme
 from .optim import param_groups
-from .schedules import ConstantTau, CosineTau, LinearTau, TauSchedule, WarmupCosine, warmup_cosine
+from .schedules import Constant, ConstantTau, CosineTau, LinearTau, LRSchedule, TauSchedule, WarmupCosine, warmup_cosine
+from .teacher import EMATeacher
 
 __all__ = [
-    "BYOLMLP", "BYOLPredictionHead", "BYOLProjectionHead", "ConstantTau", "CosineTau", "LinearTau",
-    "OnlineLinearProbe", "OnlineTargetModule", "TauSchedule", "WarmupCosine", "ema_update", "embedding_std",
-    "make_target", "param_groups", "rankme", "warmup_cosine",
+    "BYOLMLP", "BYOLPredictionHead", "BYOLProjectionHead", "Constant", "ConstantTau", "CosineTau", "EMATeacher",
+    "LinearTau", "LRSchedule", "Method", "OnlineLinearProbe", "StepOutput", "TauSchedule", "WarmupCosine", "ema_update",
+    "embedding_std", "make_target", "param_groups", "rankme", "warmup_cosine",
 ]

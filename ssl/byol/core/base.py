@@ -1,81 +1,106 @@
-"""The Lightning core shared by every online/target method (BYOL, BYOL-A, T-JEPA)."""
+"""The Lightning core shared by every method of the family. Knows no modality and no method."""
 
 from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 from torchmetrics.classification import MulticlassAccuracy
 
 from .checkpoint_io import SafeCheckpointIO
-from .ema import ema_update, make_target
 from .monitor import OnlineLinearProbe, embedding_std, rankme
 from .optim import OptimizerFactory, param_groups
-from .schedules import Constant, CosineTau, TauSchedule, WarmupCosine
+from .schedules import Constant, LRSchedule, WarmupCosine
+from .teacher import EMATeacher
+
+LRScheduleFactory = Callable[[int, int], LRSchedule]
+"""Builds the learning-rate multiplier of each step from ``(total_steps, warmup_steps)``; in YAML a
+``class_path`` with ``init_args`` (:class:`byol.core.WarmupCosine`, ``final_factor: 1.0`` for a constant rate)."""
 
 
-class OnlineTargetModule(L.LightningModule):
-    """Base LightningModule: an ``online`` network, its EMA ``target``, optimisation and monitoring.
+class StepOutput(NamedTuple):
+    """What :meth:`Method.compute_loss` returns for one training batch."""
 
-    Subclasses build the online network (for BYOL: backbone + projector) and
-    whatever is online-only (the predictor), pass the online network here, and
-    write ``training_step`` and :meth:`embed`. This class owns:
+    loss: torch.Tensor  # scalar, the method's objective (without the probe's loss)
+    features: torch.Tensor  # (B, D) backbone features of one view: the probe's input and RankMe's
+    projections: torch.Tensor  # (B, P) what the loss compares, for the collapse monitor
+    labels: torch.Tensor  # (B,) labels for the online probe (-1: unlabeled)
+    logs: dict[str, torch.Tensor] = {}  # extra scalars to log as train/<name> (loss terms)
 
-    - ``self.target``: a frozen copy of ``online`` that never receives gradients
-      and moves by EMA **once per optimizer step** (in :meth:`optimizer_step`,
-      which Lightning calls once per step also under gradient accumulation),
-      ``t <- tau * t + (1 - tau) * o`` with ``tau = tau_schedule(global_step,
-      total_steps)``. Buffers are copied (see :mod:`byol.core.ema`).
-    - One optimizer, built by ``optimizer`` from parameter groups: weights with
-      weight decay; biases and norm parameters without (and so without LARS
-      adaptation); the online probe in its own group with its own learning rate
-      and no decay. Learning rate: linear warm-up, then cosine, per step.
-    - Checkpoints: written atomically and read with ``weights_only=True``
-      (:class:`SafeCheckpointIO`); they carry the run's seed and what rebuilds
-      the backbone (``byol export``).
-    - Monitoring: an online linear probe on detached features (its loss never
-      reaches the backbone, and gradient clipping skips it), the std of the
-      normalised projections and the effective rank of the embeddings.
+
+class Method(L.LightningModule):
+    """Base of every method: views, the training step around :meth:`compute_loss`, teachers, optimisation, monitors.
+
+    A method subclass builds its networks and heads, declares its EMA teachers
+    (:class:`EMATeacher` submodules, if any), and writes :meth:`compute_loss`, a
+    pure function of a batch of views that runs without a Trainer. Its own
+    constructor takes its own arguments and passes the rest (``**kwargs``) here,
+    so it never re-lists these. This class owns:
+
+    - **Views**: the batch becomes views on the device (:meth:`training_views`,
+      default ``self.views(inputs)``), with the global RNG seeded from
+      ``(run seed, batch number, rank)``; evaluation batches go through
+      ``self.views.preprocess``. Views with a ``set_epoch`` method are told the
+      epoch; views that need statistics of the training inputs
+      (``needs_statistics``) get them at the start of fit.
+    - **Teachers**: every :class:`EMATeacher` moves once per optimizer step (also
+      under gradient accumulation), with its own tau schedule.
+    - **The step**: loss, NaN/inf check without host syncs, logs, collapse
+      monitors, the online probe on detached features.
+    - **Optimisation**: one optimizer over parameter groups (decay; no decay
+      for biases and norms; a method may mark groups ``fixed_lr``; the probe with
+      its own constant rate), a per-step learning-rate schedule, the linear
+      scaling rule.
+    - **Checkpoints** written atomically, read with ``weights_only=True``, with
+      what rebuilds the backbone for ``byol export``.
 
     Args:
-        online: the network the target copies.
         optimizer: callable from parameter groups to an optimizer (LightningCLI ``class_path``).
-        tau_schedule: EMA decay schedule, a function of the step; ``None``: cosine from 0.996 to 1.
+        lr_schedule: learning-rate multiplier per step, built from ``(total_steps, warmup_steps)``;
+            default: linear warm-up then cosine to 0.
         warmup_epochs: epochs of linear learning-rate warm-up (fractional allowed).
-        feature_dim: dimension of :meth:`embed`'s output, for the probe.
-        num_classes: classes of the online probe; ``None`` disables it.
-        probe_lr: learning rate of the online probe (constant).
         lr_reference_batch: when set, the optimizer's ``lr`` is the rate for a batch of this many samples and is
             scaled linearly to the effective batch (per device x devices x nodes x accumulation), so a recipe
             keeps its meaning on any number of devices; ``None`` uses ``lr`` as given.
+        feature_dim: dimension of the backbone's features, for the probe (given by the method).
+        num_classes: classes of the online probe; ``None`` disables it.
+        probe_lr: learning rate of the online probe (constant).
+        channels_last: store weights and 4-D views in channels-last memory format (faster convolutions on
+            tensor-core GPUs).
+        compile: ``torch.compile`` the networks (every child module but the views and the probe) in place at the
+            start of fit, so checkpoints keep their parameter names; ``True`` for torch's defaults, or a dict of
+            options (``{"mode": "max-autotune"}``). The first steps pay the compilation; evaluation runs eager.
     """
 
     def __init__(
         self,
-        online: nn.Module,
         optimizer: OptimizerFactory = torch.optim.AdamW,
-        tau_schedule: TauSchedule | None = None,
+        lr_schedule: LRScheduleFactory = WarmupCosine,
         warmup_epochs: float = 0.0,
+        lr_reference_batch: int | None = None,
         feature_dim: int | None = None,
         num_classes: int | None = None,
         probe_lr: float = 0.1,
-        lr_reference_batch: int | None = None,
+        channels_last: bool = False,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         super().__init__()
-        self.online = online
-        self.target = make_target(online)
         self.optimizer_factory = optimizer
-        self.tau_schedule = tau_schedule if tau_schedule is not None else CosineTau(base=0.996)
+        self.lr_schedule = lr_schedule
         self.warmup_epochs = warmup_epochs
         self.probe_lr = probe_lr
         if lr_reference_batch is not None and lr_reference_batch <= 0:
             raise ValueError(f"lr_reference_batch must be positive, got {lr_reference_batch}")
         self.lr_reference_batch = lr_reference_batch
+        self.channels_last = channels_last
+        self.compile_options = compile
         self.seed: int | None = None  # the run's seed, fixed at fit start and kept in checkpoints
         self._nonfinite: torch.Tensor | None = None  # (step, loss) of the first NaN/inf loss, on the device
         self.probe: OnlineLinearProbe | None = None
@@ -85,6 +110,11 @@ class OnlineTargetModule(L.LightningModule):
             self.probe = OnlineLinearProbe(feature_dim, num_classes)
             self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
 
+    def finish_setup(self) -> None:
+        """Called by a method at the end of its constructor: applies ``channels_last`` to every network."""
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+
     # ----- the representation ---------------------------------------------------------------
     @property
     def backbone(self) -> nn.Module:
@@ -93,10 +123,15 @@ class OnlineTargetModule(L.LightningModule):
 
     def embed(self, x: Any) -> torch.Tensor:
         """Backbone features ``(B, D)`` of an evaluation batch (preprocessed inputs)."""
-        raise NotImplementedError
+        return self.backbone(x)
 
     def export_preprocessing(self) -> dict[str, Any]:
-        """What inputs an exported backbone expects (image size and normalisation, mel settings, ...)."""
+        """What inputs an exported backbone expects: the views' deterministic preprocessing."""
+        return self.views.preprocessing.export_config()
+
+    def compute_loss(self, batch: Any) -> StepOutput:
+        """The method's objective on a batch of views (what :meth:`training_views` returned). Pure: runs without
+        a Trainer, logs nothing; tests and ``make bench`` call it directly."""
         raise NotImplementedError
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -134,13 +169,23 @@ class OnlineTargetModule(L.LightningModule):
             return self.training_views(batch)
         return self.eval_batch(batch)
 
-    def training_views(self, batch: Any) -> Any:
-        """Turn a training batch into what ``training_step`` consumes (views, masks, ...)."""
-        raise NotImplementedError
+    def training_views(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """``(inputs, labels)`` -> ``(*self.views(inputs), labels)`` on the device, e.g. ``(view1, view2, labels)``."""
+        inputs, labels = batch
+        return (*(self._format(v) for v in self.views(inputs)), labels)
 
-    def eval_batch(self, batch: Any) -> Any:
-        """Preprocess a validation/test batch ``(inputs, labels)`` for :meth:`embed`."""
-        return batch
+    def eval_batch(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(inputs, labels)`` -> ``(self.views.preprocess(inputs), labels)`` for :meth:`embed`."""
+        inputs, labels = batch
+        return self._format(self.views.preprocess(inputs)), labels
+
+    def _format(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x
+
+    def on_train_epoch_start(self) -> None:
+        set_epoch = getattr(getattr(self, "views", None), "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(self.current_epoch)
 
     def setup(self, stage: str) -> None:
         """Write and read checkpoints with :class:`SafeCheckpointIO` unless a custom plugin was configured."""
@@ -152,6 +197,31 @@ class OnlineTargetModule(L.LightningModule):
         if self.seed is None:
             self.seed = torch.initial_seed() % 2**63
         self.print(self.batch_and_lr_summary())  # rank zero only
+        if getattr(getattr(self, "views", None), "needs_statistics", False):
+            self._fit_view_statistics()
+        if self.compile_options is not False:
+            options = {} if self.compile_options is True else dict(self.compile_options)
+            for name, module in self.named_children():
+                if name not in ("views", "probe", "val_top1"):
+                    module.compile(**options)
+
+    @torch.no_grad()
+    def _fit_view_statistics(self) -> None:
+        """Give the views statistics of ``views.statistics_samples`` random training inputs (BYOL-A v2's
+        dataset pre-normalisation): each rank sums ``views.statistics_moments`` over its share, the ranks' sums
+        are added, and ``views.set_statistics`` gets the total."""
+        self.trainer.fit_loop.setup_data()  # a no-op once the loop has its loader
+        loader = self.trainer.train_dataloader
+        dataset = loader.dataset
+        chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.seed))
+        chosen = chosen[: self.views.statistics_samples]
+        shard = chosen[self.global_rank :: self.trainer.world_size].tolist()
+        moments = None
+        for inputs, _ in DataLoader(Subset(dataset, shard), batch_size=loader.batch_size, num_workers=loader.num_workers):
+            batch = self.views.statistics_moments(inputs.to(self.device))
+            moments = batch if moments is None else moments + batch
+        moments = self.trainer.strategy.reduce(moments, reduce_op="sum")
+        self.print(self.views.set_statistics(moments, len(chosen)))
 
     def effective_batch(self) -> tuple[int, int, int, int] | None:
         """``(per device, devices, nodes, accumulation)``; their product is the batch of one optimizer step.
@@ -198,17 +268,30 @@ class OnlineTargetModule(L.LightningModule):
         """Optimizer steps of the whole run (the length of the tau and lr schedules)."""
         return max(int(self.trainer.estimated_stepping_batches), 1)
 
-    def current_tau(self) -> float:
-        return self.tau_schedule(self.trainer.global_step, self.total_steps)
+    def teachers(self) -> Iterator[tuple[str, EMATeacher]]:
+        """The method's EMA teachers with their attribute names (none for SimSiam, Barlow Twins, VICReg)."""
+        return ((name, m) for name, m in self.named_modules() if isinstance(m, EMATeacher))
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         # Lightning calls this once per optimizer step; global_step counts the steps completed before it.
-        tau = self.current_tau()
-        ema_update(self.target, self.online, tau)
-        if self.on_logging_step():  # self.log copies a Python number to the device, and a blocking copy waits
-            self.log("train/tau", tau, on_step=True, on_epoch=False)
+        logging = self.on_logging_step()  # self.log copies a Python number to the device, and that copy waits
+        for name, teacher in self.teachers():
+            tau = teacher.update(self.trainer.global_step, self.total_steps)
+            if logging:
+                self.log("train/tau" if name == "target" else f"train/tau_{name}", tau, on_step=True, on_epoch=False)
+        if logging:
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    # ----- the step ---------------------------------------------------------------------------
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        out = self.compute_loss(batch)
+        self.check_finite(out.loss)
+        self.log_loss(out.loss)
+        for name, value in out.logs.items():
+            self.log(f"train/{name}", value, on_step=True, on_epoch=False)
+        self.log_monitors(out.features.detach(), out.projections.detach())
+        return out.loss + self.probe_loss(out.features, out.labels)
 
     # ----- monitoring -------------------------------------------------------------------------
     def on_logging_step(self) -> bool:
@@ -284,15 +367,23 @@ class OnlineTargetModule(L.LightningModule):
         self.log("val/probe_top1", self.val_top1, on_step=False, on_epoch=True, prog_bar=True)
 
     # ----- optimisation -----------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The method's trainable parameters (the probe's and frozen teachers' excluded): weights with decay,
+        biases and norms without. A method may split off groups with their own options; a group with
+        ``fixed_lr: True`` keeps its (linearly scaled) rate through training, as SimSiam's predictor."""
+        return param_groups(self, exclude=("probe.",))
+
     def configure_optimizers(self) -> dict[str, Any]:
-        groups = param_groups(self, exclude=("target.", "probe."))
-        lambdas: list = [WarmupCosine(self.total_steps, self._warmup_steps())] * len(groups)
+        groups = self.parameter_groups()
+        schedule = self.lr_schedule(self.total_steps, self._warmup_steps())
+        lambdas: list = [Constant() if g.get("fixed_lr") else schedule for g in groups]
+        method_groups = len(groups)
         if self.probe is not None:
             groups.append({"params": list(self.probe.parameters()), "lr": self.probe_lr, "weight_decay": 0.0})
             lambdas.append(Constant())
         optimizer = self.optimizer_factory(groups)
         if self.lr_reference_batch:
-            self._scale_lr(optimizer.param_groups[: len(groups) - (self.probe is not None)])
+            self._scale_lr(optimizer.param_groups[:method_groups])
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -18,12 +18,23 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_factor: 
     return final_factor + (1.0 - final_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class WarmupCosine:
-    """Picklable ``LambdaLR`` multiplier: :func:`warmup_cosine` with fixed lengths."""
+class LRSchedule:
+    """Learning-rate multiplier of each optimizer step for a run of ``total_steps`` with ``warmup_steps`` of
+    warm-up: picklable, for ``LambdaLR``. A method's ``lr_schedule`` builds one from the two lengths."""
 
-    def __init__(self, total_steps: int, warmup_steps: int, final_factor: float = 0.0) -> None:
+    def __init__(self, total_steps: int, warmup_steps: int) -> None:
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
+
+    def __call__(self, step: int) -> float:
+        raise NotImplementedError
+
+
+class WarmupCosine(LRSchedule):
+    """:func:`warmup_cosine`: linear warm-up, then a cosine to ``final_factor`` (1.0: constant after warm-up)."""
+
+    def __init__(self, total_steps: int, warmup_steps: int, final_factor: float = 0.0) -> None:
+        super().__init__(total_steps, warmup_steps)
         self.final_factor = final_factor
 
     def __call__(self, step: int) -> float:

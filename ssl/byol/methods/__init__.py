@@ -1,7 +1,6 @@
 """Methods: short compositions of the core, models and views."""
 
 from .byol import BYOL
-from .byola import BYOLA
 from .tjepa import TJEPA
 
-__all__ = ["BYOL", "BYOLA", "TJEPA"]
+__all__ = ["BYOL", "TJEPA"]

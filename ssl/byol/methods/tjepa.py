@@ -10,11 +10,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..core.base import OnlineTargetModule
-from ..core.ema import make_target
+from ..core.base import Method, StepOutput
 from ..core.monitor import OnlineLinearProbe
-from ..core.optim import OptimizerFactory
 from ..core.schedules import LinearTau, TauSchedule
+from ..core.teacher import EMATeacher
 from ..models.tabular import TabularTransformer, TJEPAPredictor, gather_tokens
 from ..views.tabular_masks import FeatureMasks, TabularMasks
 
@@ -43,7 +42,7 @@ def jepa_loss(predictions: Tensor, targets: Tensor) -> Tensor:
     return F.mse_loss(predictions.float(), targets.detach().float())
 
 
-class TJEPA(OnlineTargetModule):
+class TJEPA(Method):
     """T-JEPA on tables: the context encoder sees a subset of a row's features, the predictor predicts the target
     encoder's tokens of disjoint target subsets, the target encoder (an EMA of the context encoder) sees the whole row.
 
@@ -56,7 +55,7 @@ class TJEPA(OnlineTargetModule):
     ``TJEPA.load_from_checkpoint`` rebuilds them from the checkpoint's metadata.
 
     The exported backbone is the **target** encoder (the paper evaluates it):
-    :attr:`backbone` is ``self.target``, and the saved preprocessing is the
+    :attr:`backbone` is the teacher's copy, and the saved preprocessing is the
     datamodule's (column types, statistics, category maps).
 
     Args:
@@ -64,11 +63,12 @@ class TJEPA(OnlineTargetModule):
             (:class:`byol.models.tabular.TabularTransformer` and its hyper-parameters).
         predictor: builds the predictor from ``(F, d, R)`` (:class:`byol.models.tabular.TJEPAPredictor`).
         masks: context/target mask sampler; ``None``: :class:`TabularMasks` with its defaults.
-        optimizer, warmup_epochs, probe_lr: see :class:`byol.core.OnlineTargetModule`.
         tau_schedule: EMA decay; ``None``: the paper's linear 0.996 -> 1.
         num_classes: classes of the online probe on the target's flattened
             representation; ``"auto"``: the table's classes for a classification
             target, no probe otherwise; ``None``: no probe.
+        kwargs: optimisation options of :class:`byol.core.Method` (``optimizer``, ``lr_schedule``,
+            ``warmup_epochs``, ``lr_reference_batch``, ``probe_lr``).
     """
 
     def __init__(
@@ -76,15 +76,12 @@ class TJEPA(OnlineTargetModule):
         encoder: EncoderFactory = TabularTransformer,
         predictor: PredictorFactory = TJEPAPredictor,
         masks: TabularMasks | None = None,
-        optimizer: OptimizerFactory = torch.optim.AdamW,
         tau_schedule: TauSchedule | None = None,
-        warmup_epochs: float = 10.0,
         num_classes: int | Literal["auto"] | None = "auto",
-        probe_lr: float = 0.01,
+        **kwargs: Any,
     ) -> None:
-        # the encoder is built by build(); until then online and target are empty placeholders
-        tau_schedule = tau_schedule if tau_schedule is not None else LinearTau(base=0.996, final=1.0)
-        super().__init__(nn.Module(), optimizer, tau_schedule, warmup_epochs, probe_lr=probe_lr)
+        super().__init__(num_classes=None, **kwargs)  # the probe is built with the networks, in build()
+        self.tau_schedule = tau_schedule if tau_schedule is not None else LinearTau(base=0.996, final=1.0)
         self.encoder_factory, self.predictor_factory = encoder, predictor
         self.masks = masks if masks is not None else TabularMasks()
         self.num_classes = num_classes
@@ -105,7 +102,7 @@ class TJEPA(OnlineTargetModule):
         """
         encoder = self.encoder_factory(num_numeric, list(cardinalities))
         self.online = encoder
-        self.target = make_target(encoder)
+        self.target = EMATeacher(encoder, self.tau_schedule)
         self.predictor = self.predictor_factory(encoder.num_table_features, encoder.dim, encoder.num_reg_tokens)
         self.preprocessing = preprocessing
         classes = num_classes if self.num_classes == "auto" else self.num_classes
@@ -142,8 +139,11 @@ class TJEPA(OnlineTargetModule):
     # ----- the representation ---------------------------------------------------------------------
     @property
     def backbone(self) -> nn.Module:
-        """The target encoder: what the paper evaluates and what ``byol export`` writes (prefix ``target.``)."""
-        return self.target
+        """The target encoder: what the paper evaluates and what ``byol export`` writes (prefix ``target.module.``)."""
+        return self.target.module
+
+    def eval_batch(self, batch: tuple[dict[str, Tensor], Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+        return batch  # rows arrive preprocessed
 
     def export_preprocessing(self) -> dict[str, Any]:
         """The fitted tabular preprocessing (column types, statistics, category maps) as JSON."""
@@ -169,15 +169,12 @@ class TJEPA(OnlineTargetModule):
     @torch.no_grad()
     def target_tokens(self, x: dict[str, Tensor]) -> Tensor:
         """The target encoder's tokens ``(B, R + F, d)`` of the full rows (it sees every feature)."""
-        return self.target.tokens(x)
+        return self.backbone.tokens(x)
 
-    def training_step(self, batch: tuple[dict[str, Tensor], FeatureMasks, Tensor], batch_idx: int) -> Tensor:
+    def compute_loss(self, batch: tuple[dict[str, Tensor], FeatureMasks, Tensor]) -> StepOutput:
         x, masks, labels = batch
         full = self.target_tokens(x)
-        targets = gather_tokens(self.target.feature_tokens(full), masks.targets)
+        targets = gather_tokens(self.backbone.feature_tokens(full), masks.targets)
         loss = jepa_loss(self.predict_targets(x, masks), targets)
-        self.check_finite(loss)
-        self.log_loss(loss)
-        representation = full.flatten(1)
-        self.log_monitors(representation, representation)  # of the representation that is exported
-        return loss + self.probe_loss(representation, labels)
+        representation = full.flatten(1)  # the monitors and the probe see the representation that is exported
+        return StepOutput(loss, representation, representation, labels)

@@ -47,6 +47,7 @@ class BYOLAViews(nn.Module):
             ``norm_update_epochs`` epochs).
         norm_stats: known ``(mean, std)`` for ``pre_norm="dataset"``.
         norm_update_epochs: epochs of running updates for ``pre_norm="running"``.
+        statistics_samples: random training clips whose log-mels give the ``pre_norm="dataset"`` statistics.
         mixup_ratio, mixup_memory: :class:`MixupBYOLA`'s ratio and bank size (``mixup_ratio=0`` turns it off).
         virtual_crop_scale, freq_scale, time_scale: :class:`RandomResizeCrop`.
         fader_gain: :class:`RandomLinearFader`'s gain, ``None`` for no fader (v1).
@@ -65,6 +66,7 @@ class BYOLAViews(nn.Module):
         pre_norm: Literal["dataset", "running"] = "dataset",
         norm_stats: tuple[float, float] | None = None,
         norm_update_epochs: float = 10.0,
+        statistics_samples: int = 10000,
         mixup_ratio: float = 0.2,
         mixup_memory: int = 512,
         virtual_crop_scale: tuple[float, float] = (1.0, 1.5),
@@ -88,6 +90,30 @@ class BYOLAViews(nn.Module):
         self.crop = RandomResizeCrop(virtual_crop_scale, freq_scale, time_scale)
         self.fader = RandomLinearFader(fader_gain) if fader_gain is not None else None
         self.post_norm = NormalizeBatch()
+        self.statistics_samples = statistics_samples
+        self.epoch: int | None = None  # the training epoch (set_epoch), for the running pre-normalisation
+
+    # ----- what a training loop tells the views ---------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """The training epoch (0-based): training batches of the first epochs update a running pre-norm."""
+        self.epoch = epoch
+
+    @property
+    def needs_statistics(self) -> bool:
+        """Whether the dataset pre-normalisation still waits for :meth:`set_statistics`."""
+        return self.pre_norm.needs_statistics
+
+    def statistics_moments(self, waveforms: Tensor) -> Tensor:
+        """Additive moments (count, sum, sum of squares) of a batch's log-mels, to be summed over batches."""
+        return log_mel_moments(self.log_mel(waveforms))
+
+    def set_statistics(self, moments: Tensor, clips: int) -> str:
+        """Set the dataset pre-normalisation from the summed moments of ``clips`` clips; returns a report line."""
+        norm = self.pre_norm
+        assert isinstance(norm, DatasetNorm)
+        norm.set_from_moments(moments)
+        mean, std = norm.statistics()
+        return f"BYOL-A pre-normalisation: log-mel mean {mean:.4f}, std {std:.4f} over {clips} clips"
 
     def log_mel(self, waveforms: Tensor) -> Tensor:
         """The front end alone: ``(B, L)`` to ``(B, 1, F, T)``, not normalised."""
@@ -103,9 +129,11 @@ class BYOLAViews(nn.Module):
     def forward(self, waveforms: Tensor, epoch: int | None = None) -> tuple[Tensor, Tensor]:
         """Two post-normalised float32 views ``(B, 1, F, T)`` of waveforms ``(B, segment_samples)``.
 
-        ``epoch`` (0-based) is the training epoch, for the running pre-normalisation; ``None`` leaves the
-        statistics unchanged. The batch is pushed into the mixup memory after both views are drawn.
+        ``epoch`` (0-based; default: the one :meth:`set_epoch` gave) is the training epoch, for the running
+        pre-normalisation; ``None`` leaves the statistics unchanged. The batch is pushed into the mixup memory
+        after both views are drawn.
         """
+        epoch = self.epoch if epoch is None else epoch
         if waveforms.ndim != 2 or waveforms.shape[1] != self.segment_samples:
             raise ValueError(f"expected waveforms (B, {self.segment_samples}) (segment_seconds at sample_rate), "
                              f"got {tuple(waveforms.shape)}: the dataset's segment must match the views'")
