@@ -1,6 +1,10 @@
-"""Methods: short compositions of the core, models and views."""
+"""Methods: short compositions of the core, the losses, models and views."""
 
+from .barlow_twins import BarlowTwins
 from .byol import BYOL
+from .mocov3 import MoCoV3
+from .simsiam import SimSiam
 from .tjepa import TJEPA
+from .vicreg import VICReg
 
-__all__ = ["BYOL", "TJEPA"]
+__all__ = ["BYOL", "BarlowTwins", "MoCoV3", "SimSiam", "TJEPA", "VICReg"]

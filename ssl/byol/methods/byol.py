@@ -8,24 +8,10 @@ import torch
 from torch import nn
 
 from ..core.base import Method, StepOutput
-from ..core.heads import BYOLPredictionHead, BYOLProjectionHead
+from ..core.heads import BYOLPredictionHead, BYOLProjectionHead, Encoder
 from ..core.schedules import CosineTau, TauSchedule
 from ..core.teacher import EMATeacher
 from ..losses import symmetric_byol_loss
-
-
-class Encoder(nn.Module):
-    """Backbone followed by a projector; the part of the online network the target copies."""
-
-    def __init__(self, backbone: nn.Module, projector: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.projector = projector
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(features (B, D), projections (B, P))``."""
-        features = self.backbone(x)
-        return features, self.projector(features)
 
 
 class BYOL(Method):
