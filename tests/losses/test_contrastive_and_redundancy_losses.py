@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from byol.losses import (
-    barlow_twins_loss, cross_correlation, infonce, mixed_sample_regularizer, symmetric_infonce, vicreg_loss, vicreg_terms,
+    barlow_twins_loss, cross_correlation, infonce, mixed_sample_regularizer, negative_cosine, symmetric_infonce,
+    symmetric_negative_cosine, vicreg_loss, vicreg_terms,
 )
 
 
@@ -104,3 +105,12 @@ def test_mixed_sample_regularizer_against_a_second_implementation_and_its_zero()
     assert got.item() == pytest.approx(_mix_reference(z1, z2, zm, z2[perm], 0.3), rel=1e-5)
     # alpha = 1 mixes nothing in: the mixed sample is view 1 and its correlations are the targets
     assert mixed_sample_regularizer(z1, z2, z1, z2[perm], alpha=1.0).item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_simsiam_negative_cosine_by_hand():
+    # p1 = (1, 0) against z2 = (1, 1): cos = 1/sqrt(2); p2 = (0, 2) against z1 = (0, -3): cos = -1.
+    # D = -cos, symmetrised with halves: (-1/sqrt(2) + 1) / 2.
+    p1, p2 = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    z1, z2 = torch.tensor([[0.0, -3.0]]), torch.tensor([[1.0, 1.0]])
+    assert symmetric_negative_cosine(p1, p2, z1, z2).item() == pytest.approx((1 - 1 / math.sqrt(2)) / 2)
+    assert negative_cosine(p1, 5 * p1).item() == pytest.approx(-1.0)  # the minimum, whatever the scale
