@@ -456,7 +456,7 @@ def build_byol(name: str, device: torch.device, setting: StepSetting) -> BYOL:
     torch.manual_seed(0)
     model = BYOL(TimmBackbone(name, cifar_stem=cifar_stem), image_views(size), channels_last=setting.channels_last)
     model.to(device)
-    if setting.compile:  # what BYOL(compile=True) does at the start of fit
+    if setting.compile:  # what compile=True does at the start of fit
         model.online.compile()
         model.target.compile()
     return model

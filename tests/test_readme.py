@@ -32,6 +32,7 @@ TINY = "--trainer.max_epochs 1 --trainer.limit_train_batches 2 --trainer.limit_v
 RUN = {
     "make demo": "python scripts/demo.py --max-epochs 1 --draws 2 --out demo_out",  # the Makefile's demo target
     "byol fit -c configs/byol_digits.yaml": TINY,
+    "byol fit -c configs/vicreg_digits.yaml": TINY,
     "byol fit -c configs/byol_cifar10.yaml --print_config": "",
     "byol fit -c configs/byol_digits.yaml --ckpt_path checkpoints/runs/byol_digits/csv/version_0/checkpoints/last.ckpt":
         "--trainer.max_epochs 2 --trainer.limit_train_batches 2 --trainer.limit_val_batches 1",

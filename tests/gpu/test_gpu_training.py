@@ -127,7 +127,7 @@ def test_compiled_backbone_matches_eager_forward_and_backward(exact_fp32):
 def test_compiled_backbone_trains_and_the_ema_reaches_its_weights(make_model):
     model = make_model().cuda()
     model.online.backbone.compile()
-    model.target.backbone.compile()
+    model.target.module.backbone.compile()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     online_before = [p.detach().clone() for p in model.online.parameters()]
     target_before = [p.detach().clone() for p in model.target.parameters()]
