@@ -6,6 +6,7 @@ long), or listed in ``NOT_RUN`` with the reason and the test that covers its cod
 the project, GPU clusters, the network). A new or changed command fails the first test until it is placed.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -33,6 +34,8 @@ RUN = {
     "make demo": "python scripts/demo.py --max-epochs 1 --draws 2 --out demo_out",  # the Makefile's demo target
     "byol fit -c configs/byol_digits.yaml": TINY,
     "byol fit -c configs/vicreg_digits.yaml": TINY,
+    "python scripts/compare_methods.py":
+        "python scripts/compare_methods.py --epochs 1 --methods VICReg --draws 2 --out compare/table.json",
     "byol fit -c configs/byol_cifar10.yaml --print_config": "",
     "byol fit -c configs/byol_digits.yaml --ckpt_path checkpoints/runs/byol_digits/csv/version_0/checkpoints/last.ckpt":
         "--trainer.max_epochs 2 --trainer.limit_train_batches 2 --trainer.limit_val_batches 1",
@@ -135,6 +138,9 @@ def test_readme_commands_run_in_order(workspace: Path):
         assert done.returncode == 0, f"{line}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
         if command == "make demo":
             assert "Frozen features on held-out digits" in done.stdout
+        if command.startswith("python scripts/compare_methods.py"):
+            table = json.loads((workspace / "compare" / "table.json").read_text())
+            assert set(table) == {"VICReg", "random init"} and table["VICReg"]["epochs"] == 1
         if command.endswith("--print_config"):
             assert "lr_reference_batch: 256" in done.stdout
     # the demo's run (version_0), the README's first fit, then the run resumed from version_0's last.ckpt: it goes
@@ -145,7 +151,7 @@ def test_readme_commands_run_in_order(workspace: Path):
     assert step[0] > 2 and step[2] == step[0] + 2
     assert (workspace / "runs" / "digits_bs128" / "csv" / "version_0" / "checkpoints" / "last.ckpt").is_file()
     for out in ("views.png", "out.png", "my_backbone/model.safetensors", "my_backbone/config.json",
-                "demo_out/metrics.json"):
+                "demo_out/metrics.json", "compare/table.json"):
         assert (workspace / out).is_file(), out
     assert list((workspace / "my_backbone").glob("linear_eval_*.json"))
 

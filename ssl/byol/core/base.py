@@ -118,8 +118,15 @@ class Method(L.LightningModule):
     # ----- the representation ---------------------------------------------------------------
     @property
     def backbone(self) -> nn.Module:
-        """The encoder that is exported: it has ``num_features``, ``export_config()`` and ``export_state_dict()``."""
-        raise NotImplementedError
+        """The encoder that is exported: it has ``num_features``, ``export_config()`` and ``export_state_dict()``.
+        By default the backbone of the online :class:`~byol.core.heads.Encoder` (``self.online``)."""
+        return self.online.backbone
+
+    def encode_views(self, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(features of view 1 (B, D), projections of view 1 and of view 2 (B, P))`` through ``self.online``."""
+        f1, z1 = self.online(v1)
+        _, z2 = self.online(v2)
+        return f1, z1, z2
 
     def embed(self, x: Any) -> torch.Tensor:
         """Backbone features ``(B, D)`` of an evaluation batch (preprocessed inputs)."""

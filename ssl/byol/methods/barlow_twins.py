@@ -46,14 +46,9 @@ class BarlowTwins(Method):
         self.mixed_samples = mixed_samples
         self.finish_setup()
 
-    @property
-    def backbone(self) -> nn.Module:
-        return self.online.backbone
-
     def compute_loss(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> StepOutput:
         v1, v2, labels = batch
-        f1, z1 = self.online(v1)
-        _, z2 = self.online(v2)
+        f1, z1, z2 = self.encode_views(v1, v2)
         loss = barlow_twins_loss(z1, z2, self.lambd)
         logs = {}
         if self.mixed_samples > 0:

@@ -45,16 +45,11 @@ class BYOL(Method):
         self.views = views
         self.finish_setup()
 
-    @property
-    def backbone(self) -> nn.Module:
-        return self.online.backbone
-
     nonfinite_hint = "lower the learning rate, check the inputs, or use bf16-mixed instead of 16-mixed precision"
 
     def compute_loss(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> StepOutput:
         v1, v2, labels = batch
-        f1, z1 = self.online(v1)
-        _, z2 = self.online(v2)
+        f1, z1, z2 = self.encode_views(v1, v2)
         with torch.no_grad():
             _, t1 = self.target(v1)
             _, t2 = self.target(v2)

@@ -49,14 +49,9 @@ class MoCoV3(Method):
         self.temperature = temperature
         self.finish_setup()
 
-    @property
-    def backbone(self) -> nn.Module:
-        return self.online.backbone
-
     def compute_loss(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> StepOutput:
         v1, v2, labels = batch
-        f1, z1 = self.online(v1)
-        _, z2 = self.online(v2)
+        f1, z1, z2 = self.encode_views(v1, v2)
         with torch.no_grad():
             _, k1 = self.target(v1)
             _, k2 = self.target(v2)

@@ -47,17 +47,12 @@ class SimSiam(Method):
         self.fixed_predictor_lr = fixed_predictor_lr
         self.finish_setup()
 
-    @property
-    def backbone(self) -> nn.Module:
-        return self.online.backbone
-
     def parameter_groups(self) -> list[dict[str, Any]]:
         predictor = param_groups(self.predictor, fixed_lr=True) if self.fixed_predictor_lr else param_groups(self.predictor)
         return param_groups(self, exclude=("probe.", "predictor.")) + predictor
 
     def compute_loss(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> StepOutput:
         v1, v2, labels = batch
-        f1, z1 = self.online(v1)
-        _, z2 = self.online(v2)
+        f1, z1, z2 = self.encode_views(v1, v2)
         loss = symmetric_negative_cosine(self.predictor(z1), self.predictor(z2), z1, z2)  # z detached inside
         return StepOutput(loss, f1, z1, labels)

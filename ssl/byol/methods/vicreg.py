@@ -41,14 +41,9 @@ class VICReg(Method):
         self.weights = (invariance, variance, covariance)
         self.finish_setup()
 
-    @property
-    def backbone(self) -> nn.Module:
-        return self.online.backbone
-
     def compute_loss(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> StepOutput:
         v1, v2, labels = batch
-        f1, z1 = self.online(v1)
-        _, z2 = self.online(v2)
+        f1, z1, z2 = self.encode_views(v1, v2)
         terms = vicreg_terms(z1, z2)
         loss = sum(w * t for w, t in zip(self.weights, terms))
         return StepOutput(loss, f1, z1, labels, terms._asdict())
