@@ -135,3 +135,11 @@ def test_no_method_re_lists_the_base_constructor(cls):
     own = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
     assert own & base == set()
     assert len(inspect.getsource(inspect.getmodule(cls)).splitlines()) < 90
+
+
+def test_barlow_twins_scale_multiplies_the_whole_loss(build):
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randn(8, 1, 8, 8, generator=g), torch.randn(8, 1, 8, 8, generator=g), torch.zeros(8).long())
+    plain, scaled = build("BarlowTwins"), build("BarlowTwins", scale_loss=0.1)
+    scaled.load_state_dict(plain.state_dict())
+    torch.testing.assert_close(scaled.compute_loss(batch).loss, 0.1 * plain.compute_loss(batch).loss)

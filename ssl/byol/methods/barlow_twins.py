@@ -22,6 +22,7 @@ class BarlowTwins(Method):
         views: makes two views of a raw batch on the device.
         projector_hidden_dim, projection_dim: projector sizes (paper: 8192, 8192; three layers).
         lambd: weight of the redundancy-reduction term (paper: 0.0051).
+        scale_loss: factor on the whole loss (solo-learn's CIFAR recipe: 0.1; the paper's first release: 1/32).
         mixed_samples: weight ``lambda_reg`` of the mixed-sample regulariser ("Guarding Barlow Twins Against
             Overfitting with Mixed Samples": 4 on CIFAR, 2 on STL-10, 1-2 on ImageNet), which is added as
             ``lambda_reg * lambd * R``; 0 turns it off. Each step mixes view 1 with a permutation of view 2,
@@ -36,6 +37,7 @@ class BarlowTwins(Method):
         projector_hidden_dim: int = 8192,
         projection_dim: int = 8192,
         lambd: float = 0.0051,
+        scale_loss: float = 1.0,
         mixed_samples: float = 0.0,
         **kwargs: Any,
     ) -> None:
@@ -43,6 +45,7 @@ class BarlowTwins(Method):
         self.online = Encoder(backbone, MLP(backbone.num_features, projector_hidden_dim, projection_dim, layers=3))
         self.views = views
         self.lambd = lambd
+        self.scale_loss = scale_loss
         self.mixed_samples = mixed_samples
         self.finish_setup()
 
@@ -57,4 +60,4 @@ class BarlowTwins(Method):
             _, z_mixed = self.online(alpha * v1 + (1 - alpha) * v2[perm])
             logs["mix_regularizer"] = mixed_sample_regularizer(z1, z2, z_mixed, z2[perm], alpha)
             loss = loss + self.mixed_samples * self.lambd * logs["mix_regularizer"]
-        return StepOutput(loss, f1, z1, labels, logs)
+        return StepOutput(self.scale_loss * loss, f1, z1, labels, logs)
