@@ -1,6 +1,7 @@
 """Real Lightning DDP with two CPU processes (gloo): every rank must end with the same online and target weights."""
 
 import pickle
+from functools import partial
 
 import lightning as L
 import pytest
@@ -16,19 +17,36 @@ class SaveWeights(L.Callback):
         torch.save(state, self.out_dir / f"rank{trainer.global_rank}.pt")
 
 
-def test_two_process_ddp_keeps_ranks_identical(make_model, make_data, make_trainer, tmp_path):
+def _method(name: str, make_model):
+    """The tiny BYOL, or another method on its backbone and views (MoCo v3 and VICReg gather across ranks)."""
+    from byol import MoCoV3, VICReg
+
     model = make_model()
+    if name == "BYOL":
+        return model
+    torch.manual_seed(0)
+    heads = dict(projector_hidden_dim=32, projection_dim=16)
+    cls = {"MoCoV3": partial(MoCoV3, predictor_hidden_dim=32), "VICReg": VICReg}[name]
+    return cls(model.backbone, model.views, **heads, num_classes=10, optimizer=model.optimizer_factory)
+
+
+@pytest.mark.parametrize("name", ["BYOL", "MoCoV3", "VICReg"])
+def test_two_process_ddp_keeps_ranks_identical(name, make_model, make_data, make_trainer, tmp_path):
+    """Also for losses over the global batch, whose gather runs inside Lightning's process group."""
+    model = _method(name, make_model)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
     tr = make_trainer(
         strategy="ddp_spawn", devices=2, max_steps=3, callbacks=[SaveWeights(tmp_path)],
     )
     tr.fit(model, make_data(n=128, batch_size=16))
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    init = make_model().state_dict()
-    assert not torch.equal(r0["online.backbone.model.conv1.weight"], init["online.backbone.model.conv1.weight"])
-    assert not torch.equal(r0["target.module.backbone.model.conv1.weight"], init["target.module.backbone.model.conv1.weight"])
+    conv = "backbone.model.conv1.weight"
+    assert not torch.equal(r0[f"online.{conv}"], init[f"online.{conv}"])
+    if name != "VICReg":
+        assert not torch.equal(r0[f"target.module.{conv}"], init[f"target.module.{conv}"])
     for key in r0:
-        if key.startswith(("online.", "target.")) and "running_" not in key and "num_batches" not in key:
+        if key.startswith(("online.", "target.", "predictor.")) and "running_" not in key and "num_batches" not in key:
             assert torch.equal(r0[key], r1[key]), key
 
 
