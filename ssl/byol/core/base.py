@@ -102,6 +102,7 @@ class Method(L.LightningModule):
         self.channels_last = channels_last
         self.compile_options = compile
         self.seed: int | None = None  # the run's seed, fixed at fit start and kept in checkpoints
+        self.data_preprocessing: dict[str, Any] | None = None  # a tabular datamodule's, for export
         self._nonfinite: torch.Tensor | None = None  # (step, loss) of the first NaN/inf loss, on the device
         self.probe: OnlineLinearProbe | None = None
         if num_classes is not None:
@@ -133,8 +134,14 @@ class Method(L.LightningModule):
         return self.backbone(x)
 
     def export_preprocessing(self) -> dict[str, Any]:
-        """What inputs an exported backbone expects: the views' deterministic preprocessing."""
-        return self.views.preprocessing.export_config()
+        """What inputs an exported backbone expects: the views' deterministic preprocessing, or for views of
+        preprocessed rows (tables) the datamodule's fitted preprocessing, kept at the start of fit."""
+        preprocessing = getattr(self.views, "preprocessing", None)
+        if preprocessing is not None:
+            return preprocessing.export_config()
+        if self.data_preprocessing is None:
+            raise RuntimeError(f"{type(self.views).__name__} has no preprocessing and no datamodule gave one yet")
+        return self.data_preprocessing
 
     def compute_loss(self, batch: Any) -> StepOutput:
         """The method's objective on a batch of views (what :meth:`training_views` returned). Pure: runs without
@@ -186,8 +193,11 @@ class Method(L.LightningModule):
         inputs, labels = batch
         return self._format(self.views.preprocess(inputs)), labels
 
-    def _format(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x
+    def _format(self, x: Any) -> Any:
+        """4-D image views in channels-last memory when asked; anything else (audio, table rows) as is."""
+        if self.channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def on_train_epoch_start(self) -> None:
         set_epoch = getattr(getattr(self, "views", None), "set_epoch", None)
@@ -204,6 +214,9 @@ class Method(L.LightningModule):
         if self.seed is None:
             self.seed = torch.initial_seed() % 2**63
         self.print(self.batch_and_lr_summary())  # rank zero only
+        preprocessing = getattr(self.trainer.datamodule, "preprocessing", None)
+        if preprocessing is not None:  # a tabular datamodule's fitted preprocessing (export needs it)
+            self.data_preprocessing = preprocessing.export_config()
         if getattr(getattr(self, "views", None), "needs_statistics", False):
             self._fit_view_statistics()
         if self.compile_options is not False:
