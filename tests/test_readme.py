@@ -36,6 +36,8 @@ RUN = {
     "byol fit -c configs/vicreg_digits.yaml": TINY,
     "python scripts/compare_methods.py":
         "python scripts/compare_methods.py --epochs 1 --methods VICReg --draws 2 --out compare/table.json",
+    "python scripts/compare_methods.py --table --epochs 100":
+        "python scripts/compare_methods.py --table --epochs 1 --methods VICReg --out compare/rows.json",
     "byol fit -c configs/byol_cifar10.yaml --print_config": "",
     "byol fit -c configs/byol_digits.yaml --ckpt_path checkpoints/runs/byol_digits/csv/version_0/checkpoints/last.ckpt":
         "--trainer.max_epochs 2 --trainer.limit_train_batches 2 --trainer.limit_val_batches 1",
@@ -138,9 +140,12 @@ def test_readme_commands_run_in_order(workspace: Path):
         assert done.returncode == 0, f"{line}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
         if command == "make demo":
             assert "Frozen features on held-out digits" in done.stdout
-        if command.startswith("python scripts/compare_methods.py"):
+        if command == "python scripts/compare_methods.py":
             table = json.loads((workspace / "compare" / "table.json").read_text())
             assert set(table) == {"VICReg", "random init"} and table["VICReg"]["epochs"] == 1
+        if command.startswith("python scripts/compare_methods.py --table"):
+            table = json.loads((workspace / "compare" / "rows.json").read_text())
+            assert set(table) == {"VICReg", "random init", "raw features"}
         if command.endswith("--print_config"):
             assert "lr_reference_batch: 256" in done.stdout
     # the demo's run (version_0), the README's first fit, then the run resumed from version_0's last.ckpt: it goes
