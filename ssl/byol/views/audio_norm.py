@@ -58,8 +58,8 @@ class PreNorm(nn.Module):
 class DatasetNorm(PreNorm):
     """v2's pre-normalisation: the mean and std of the training set's log-mels, computed once before training.
 
-    BYOL-A v2 (Niizumi et al. 2023) takes them over (up to) 10,000 random training clips; :class:`byol.methods.
-    byola.BYOLA` does so at the start of fit when they are not given here.
+    BYOL-A v2 (Niizumi et al. 2023) takes them over (up to) 10,000 random training clips; the method's core
+    (:class:`byol.core.Method`) does so through the views at the start of fit when they are not given here.
 
     Args:
         mean, std: known statistics; leave both ``None`` to compute them from the data.
