@@ -1,14 +1,20 @@
-"""The family table: every method's digits (or breast-cancer table) recipe at one fixed budget, against a random init.
+"""The family table: every method's recipe for one data set at one fixed budget, against a random init.
 
-    python scripts/compare_methods.py                       # digits, 20 epochs each, about 10 min on 2 CPU cores
+    python scripts/compare_methods.py                           # digits, 20 epochs each, ~12 min on 2 CPU cores
+    python scripts/compare_methods.py --data fsdd --epochs 10   # spoken digits (../shared/data/fsdd)
+    python scripts/compare_methods.py --data table --epochs 100 # scikit-learn's breast-cancer table
+    python scripts/compare_methods.py --data california --epochs 20  # a regression table (RMSE)
     python scripts/compare_methods.py --epochs 2 --methods VICReg
-    python scripts/compare_methods.py --table --epochs 100  # scikit-learn's breast cancer, also against raw features
 
-Each recipe (``configs/<name>.yaml``) pretrains with its own seed, views and heads for ``--epochs`` epochs; the
-frozen backbone is then evaluated as in the demo (linear probe on all labels, 5 labels per class over 20 draws,
-weighted kNN) on the 360 held-out digits. The same architecture at its random initialisation is the baseline.
-With ``--table`` the recipes are the ``*_breast_cancer`` ones and the evaluation is a linear probe and kNN on the
-table's test split, with the preprocessed raw features as a second baseline. Writes ``--out`` (JSON), prints a table.
+Each recipe (``configs/<name>.yaml``) pretrains with its own seed, views and heads for ``--epochs`` epochs. The
+frozen backbone then gets a linear probe on all training labels (weight decay chosen on a validation split), a
+linear probe on ``--shots`` labels per class (``--draws`` random draws) and a weighted kNN, on held-out data:
+the 360 test digits; FSDD's 300 test recordings (indices 0-4, every clip embedded whole, as the audio papers
+do); the table's 113 test rows. On California Housing (the FT-Transformer benchmark's split 0, a regression) the
+breast-cancer recipes run with the table swapped, and the frozen features get ridge regression (its penalty chosen
+on the validation rows) and a kNN regression (mean target of the 20 nearest rows), scored by RMSE in $100k on the
+4,128 test rows. The same architecture at its random initialisation is the baseline, and on tables the
+preprocessed raw features too. Writes ``--out`` (JSON), prints a table.
 """
 
 from __future__ import annotations
@@ -20,40 +26,98 @@ import time
 from pathlib import Path
 
 import torch
-from demo import evaluate
 from rich.console import Console
 from rich.table import Table
 
 from byol.cli import ByolCLI
-from byol.eval import knn_accuracy, linear_probe
+from byol.data import Digits
+from byol.eval import extract_features, few_shot_probe, knn_accuracy, linear_probe
+from byol.eval.linear import standardize
+from byol.eval.audio import clip_embeddings
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPES = {  # name -> (recipe, extra options)
-    "BYOL": ("byol_digits", []),
-    "SimSiam": ("simsiam_digits", []),
-    "MoCo v3": ("mocov3_digits", []),
-    "Barlow Twins": ("barlow_twins_digits", []),
-    "Barlow Twins + mixed samples": ("barlow_twins_digits", ["--model.init_args.mixed_samples", "4.0"]),
-    "VICReg": ("vicreg_digits", []),
+CCSL = ["--model.init_args.cross_similarity", "byol.losses.CrossCosineLoss"]
+CSSL = ["--model.init_args.cross_similarity", "byol.losses.CrossSigmoidLoss"]
+RECIPES = {  # data set -> method -> (recipe, extra options)
+    "digits": {
+        "BYOL": ("byol_digits", []), "BYOL + CCSL": ("byol_digits", CCSL), "BYOL + CSSL": ("byol_digits", CSSL),
+        "SimSiam": ("simsiam_digits", []), "MoCo v3": ("mocov3_digits", []),
+        "Barlow Twins": ("barlow_twins_digits", []),
+        "Barlow Twins + mixed samples": ("barlow_twins_digits", ["--model.init_args.mixed_samples", "4.0"]),
+        "VICReg": ("vicreg_digits", []),
+    },
+    "fsdd": {
+        "BYOL": ("byola_fsdd", []), "BYOL + CCSL": ("byola_fsdd", CCSL), "SimSiam": ("simsiam_fsdd", []),
+        "MoCo v3": ("mocov3_fsdd", []), "Barlow Twins": ("barlow_twins_fsdd", []), "VICReg": ("vicreg_fsdd", []),
+    },
+    "table": {
+        "BYOL": ("byol_breast_cancer", []), "BYOL + CCSL": ("byol_breast_cancer", CCSL),
+        "SimSiam": ("simsiam_breast_cancer", []), "MoCo v3": ("mocov3_breast_cancer", []),
+        "Barlow Twins": ("barlow_twins_breast_cancer", []), "VICReg": ("vicreg_breast_cancer", []),
+    },
 }
-
-
-TABLE_RECIPES = {"BYOL": "byol_breast_cancer", "SimSiam": "simsiam_breast_cancer", "MoCo v3": "mocov3_breast_cancer",
-                 "Barlow Twins": "barlow_twins_breast_cancer", "VICReg": "vicreg_breast_cancer"}
+CALIFORNIA = ["--data.class_path", "byol.data.tabular.RTDLSplitDataModule",
+              "--data.init_args.root", str(ROOT.parent / "shared/data/california_housing/rtdl_split"),
+              "--data.init_args.batch_size", "256", "--model.init_args.backbone.init_args.num_numeric", "8",
+              "--model.init_args.num_classes", "null", "--model.init_args.warmup_epochs", "1"]  # 52 steps of 256
+RECIPES["california"] = {name: (recipe, extra + CALIFORNIA) for name, (recipe, extra) in RECIPES["table"].items()}
+TITLES = {"digits": "held-out digits (360 images)", "fsdd": "FSDD's test recordings (300 clips, indices 0-4)",
+          "table": "the breast-cancer test rows (113)", "california": "California Housing's test rows (4,128)"}
+TABLES = ("table", "california")
 
 
 @torch.no_grad()
-def evaluate_table(backbone: torch.nn.Module | None, datamodule) -> dict:
-    """Linear probe (weight decay chosen on a split of the training rows) and kNN on the test rows; ``None``: the
-    preprocessed raw features."""
-    def features(rows):
-        return torch.cat([rows.num.nan_to_num(0.0), rows.cat.float()], 1) if backbone is None else backbone.eval()(rows.inputs)
+def features(backbone: torch.nn.Module | None, data: str, cli) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``[(x, y)]`` of the training and test splits (California: training, validation, test) under a frozen
+    backbone; ``None``: a table's preprocessed raw features."""
+    views, dm = cli.model.views, cli.datamodule
+    if data == "digits":
+        return [extract_features(backbone, Digits(split=split, size=views.size), views.preprocess, progress=False)
+                for split in ("train", "test")]
+    if data == "fsdd":  # every clip embedded whole
+        return [clip_embeddings(backbone.eval(), views.preprocess, clips) for clips in (dm.train_set, dm.val_set)]
+    splits = (dm.train_set, dm.val_set, dm.test_set) if data == "california" else (dm.train_set, dm.test_set)
+    if backbone is None:
+        return [(torch.cat([rows.num.nan_to_num(0.0), rows.cat.float()], 1), rows.labels) for rows in splits]
+    return [(backbone.eval()(rows.inputs), rows.labels) for rows in splits]
 
-    train, test = datamodule.train_set, datamodule.test_set
-    trx, tex = features(train), features(test)
-    classes = int(train.labels.max()) + 1
-    return {"linear_top1": linear_probe(trx, train.labels, tex, test.labels).top1,
-            "knn_top1": knn_accuracy(trx, train.labels, tex, test.labels, num_classes=classes, k=20)["top1"]}
+
+def evaluate(backbone: torch.nn.Module | None, data: str, cli, shots: int, draws: int) -> dict:
+    """Linear probe, ``shots``-per-class probe and kNN (top-1 %); on California ridge and kNN regression (RMSE)."""
+    if data == "california":
+        (trx, try_), (vax, vay), (tex, tey) = features(backbone, data, cli)
+        return {"ridge_rmse": ridge_rmse(trx, try_, vax, vay, tex, tey), "knn_rmse": knn_rmse(trx, try_, tex, tey)}
+    (trx, try_), (tex, tey) = features(backbone, data, cli)
+    classes = int(try_.max()) + 1
+    few_mean, few_std = few_shot_probe(trx, try_, tex, tey, shots=shots, draws=draws)
+    knn = knn_accuracy(trx, try_, tex, tey, num_classes=classes, **({"k": 20} if data == "table" else {}))
+    return {"linear_top1": linear_probe(trx, try_, tex, tey, classes).top1, "fewshot_top1": few_mean,
+            "fewshot_std": few_std, "knn_top1": knn["top1"]}
+
+
+def ridge_rmse(trx, try_, vax, vay, tex, tey, penalties=(1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)) -> float:
+    """Test RMSE of ridge regression on standardised ``(N, D)`` features, the penalty chosen on the validation
+    rows (closed form in float64, targets centred)."""
+    trx, vax, tex = standardize(trx.double(), vax.double(), tex.double())
+    mean = try_.double().mean()
+    gram, moment = trx.T @ trx, trx.T @ (try_.double() - mean)
+
+    def fit(penalty: float) -> torch.Tensor:
+        return torch.linalg.solve(gram + penalty * len(trx) * torch.eye(len(gram), dtype=gram.dtype), moment)
+
+    def rmse(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
+        return (x @ w + mean - y.double()).pow(2).mean().sqrt().item()
+
+    best = min(penalties, key=lambda penalty: rmse(fit(penalty), vax, vay))
+    return rmse(fit(best), tex, tey)
+
+
+def knn_rmse(trx: torch.Tensor, try_: torch.Tensor, tex: torch.Tensor, tey: torch.Tensor, k: int = 20) -> float:
+    """Test RMSE of predicting each row's target by the mean target of its ``k`` nearest training rows
+    (Euclidean distance on standardised features)."""
+    trx, tex = standardize(trx.float(), tex.float())
+    nearest = torch.cat([torch.cdist(chunk, trx).topk(k, largest=False).indices for chunk in tex.split(1024)])
+    return (try_.float()[nearest].mean(1) - tey.float()).pow(2).mean().sqrt().item()
 
 
 def pretrain(recipe: str, extra: list[str], epochs: int, out: Path):
@@ -69,62 +133,49 @@ def pretrain(recipe: str, extra: list[str], epochs: int, out: Path):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=list(RECIPES), default="digits")
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--methods", nargs="+", default=None, choices=list(RECIPES),
-                        help="default: every method (the table has no mixed-sample row)")
-    parser.add_argument("--table", action="store_true", help="the breast-cancer recipes instead of the digits ones")
+    parser.add_argument("--methods", nargs="+", default=None, help="default: every method of --data")
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--draws", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=ROOT / "checkpoints" / "runs" / "compare_methods.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: checkpoints/runs/compare_<data>.json")
     args = parser.parse_args()
-    if args.table:
-        return compare_on_table(args)
+    recipes = RECIPES[args.data]
+    unknown = set(args.methods or ()) - set(recipes)
+    if unknown:
+        parser.error(f"--methods: {sorted(unknown)} have no {args.data} recipe; choose from {list(recipes)}")
+    out = args.out or ROOT / "checkpoints" / "runs" / f"compare_{args.data}.json"
 
     rows = {}
-    for name in args.methods or list(RECIPES):
-        recipe, extra = RECIPES[name]
-        cli, random_backbone, seconds = pretrain(recipe, extra, args.epochs, args.out.parent / "compare" / recipe)
-        model = cli.model
-        pre, size = model.views.preprocess, model.views.size
+    for name in args.methods or list(recipes):
+        recipe, extra = recipes[name]
+        cli, random_backbone, seconds = pretrain(recipe, extra, args.epochs, out.parent / "compare" / recipe)
+        if "random init" not in rows:  # the recipes of one data set share the architecture and the seed
+            rows["random init"] = evaluate(random_backbone, args.data, cli, args.shots, args.draws)
+            if args.data in TABLES:
+                rows["raw features"] = evaluate(None, args.data, cli, args.shots, args.draws)
         rows[name] = {"recipe": recipe, "options": extra, "epochs": args.epochs, "pretrain_seconds": round(seconds),
-                      **{k: v for k, v in evaluate(model.backbone, pre, size, args.shots, args.draws).items()
-                         if not k.startswith("test_")}}
-        if "random init" not in rows:  # every recipe shares the demo's architecture and seed
-            rows["random init"] = {k: v for k, v in evaluate(random_backbone, pre, size, args.shots, args.draws).items()
-                                   if not k.startswith("test_")}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+                      **evaluate(cli.model.backbone, args.data, cli, args.shots, args.draws)}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rows, indent=2) + "\n")
 
-    table = Table(title=f"Frozen features on held-out digits (360 images) after {args.epochs} epochs, top-1 %")
-    for column in ("method", "linear, all labels", f"linear, {args.shots} labels/class", "kNN", "pretraining"):
+    Console().print(results_table(rows, args))
+    print(f"wrote {out}")
+
+
+def results_table(rows: dict, args: argparse.Namespace) -> Table:
+    regression = args.data == "california"
+    table = Table(title=f"Frozen features on {TITLES[args.data]} after {args.epochs} epochs, "
+                        + ("RMSE" if regression else "top-1 %"))
+    columns = ["ridge", "kNN (k=20)"] if regression else ["linear, all labels", f"linear, {args.shots} labels/class",
+                                                          "kNN"]
+    for column in ("method", *columns, "pretraining"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for name, r in rows.items():
-        table.add_row(name, f"{r['linear_top1']:.1f}", f"{r['fewshot_top1']:.1f} ± {r['fewshot_std']:.1f}",
-                      f"{r['knn_top1']:.1f}", f"{r['pretrain_seconds']} s" if "pretrain_seconds" in r else "-")
-    Console().print(table)
-    print(f"wrote {args.out}")
-
-
-def compare_on_table(args: argparse.Namespace) -> None:
-    rows = {}
-    for name in args.methods or list(TABLE_RECIPES):
-        recipe = TABLE_RECIPES[name]
-        cli, random_backbone, seconds = pretrain(recipe, [], args.epochs, args.out.parent / "compare" / recipe)
-        rows[name] = {"recipe": recipe, "epochs": args.epochs, "pretrain_seconds": round(seconds),
-                      **evaluate_table(cli.model.backbone, cli.datamodule)}
-        if "random init" not in rows:  # every recipe shares the encoder and seed
-            rows["random init"] = evaluate_table(random_backbone, cli.datamodule)
-            rows["raw features"] = evaluate_table(None, cli.datamodule)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=2) + "\n")
-    table = Table(title=f"Frozen features on the breast-cancer test rows after {args.epochs} epochs, accuracy %")
-    for column in ("method", "linear", "kNN (k=20)", "pretraining"):
-        table.add_column(column, justify="left" if column == "method" else "right")
-    for name, r in rows.items():
-        table.add_row(name, f"{r['linear_top1']:.1f}", f"{r['knn_top1']:.1f}",
-                      f"{r['pretrain_seconds']} s" if "pretrain_seconds" in r else "-")
-    Console().print(table)
-    print(f"wrote {args.out}")
+        cells = ([f"{r['ridge_rmse']:.4f}", f"{r['knn_rmse']:.4f}"] if regression else
+                 [f"{r['linear_top1']:.1f}", f"{r['fewshot_top1']:.1f} ± {r['fewshot_std']:.1f}", f"{r['knn_top1']:.1f}"])
+        table.add_row(name, *cells, f"{r['pretrain_seconds']} s" if "pretrain_seconds" in r else "-")
+    return table
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ RUN = {
     "byol fit -c configs/vicreg_digits.yaml": TINY,
     "python scripts/compare_methods.py":
         "python scripts/compare_methods.py --epochs 1 --methods VICReg --draws 2 --out compare/table.json",
-    "python scripts/compare_methods.py --table --epochs 100":
-        "python scripts/compare_methods.py --table --epochs 1 --methods VICReg --out compare/rows.json",
+    "python scripts/compare_methods.py --data table --epochs 100":
+        "python scripts/compare_methods.py --data table --epochs 1 --methods VICReg --draws 2 --out compare/rows.json",
     "byol fit -c configs/byol_cifar10.yaml --print_config": "",
     "byol fit -c configs/byol_digits.yaml --ckpt_path checkpoints/runs/byol_digits/csv/version_0/checkpoints/last.ckpt":
         "--trainer.max_epochs 2 --trainer.limit_train_batches 2 --trainer.limit_val_batches 1",
@@ -68,6 +68,8 @@ NOT_RUN = {
     "byol fit -c configs/byola_fsdd.yaml": "needs FSDD (../shared/data); tests/audio/test_audio_configs.py",
     "byol fit -c configs/byola_v1.yaml ...": "needs an audio corpus; tests/audio/test_audio_configs.py",
     "byol fit -c configs/byola_v2.yaml ...": "needs an audio corpus; tests/audio/test_audio_configs.py",
+    "python scripts/compare_methods.py --data fsdd --epochs 10":
+        "needs FSDD and 25 min; its clip embeddings and probes: tests/audio/test_audio_eval.py, tests/eval/",
     "python scripts/byola_fsdd.py": "needs FSDD; tests/audio/test_audio_eval.py runs the protocol on a tiny copy",
     "byol fit -c configs/tjepa_california.yaml": "needs the FT-Transformer split; tests/tabular/test_tabular_configs.py",
     "python scripts/tjepa_eval.py -c configs/tjepa_california.yaml --threads 1 --seeds 0 1 2 3 4":
@@ -143,7 +145,7 @@ def test_readme_commands_run_in_order(workspace: Path):
         if command == "python scripts/compare_methods.py":
             table = json.loads((workspace / "compare" / "table.json").read_text())
             assert set(table) == {"VICReg", "random init"} and table["VICReg"]["epochs"] == 1
-        if command.startswith("python scripts/compare_methods.py --table"):
+        if command.startswith("python scripts/compare_methods.py --data table"):
             table = json.loads((workspace / "compare" / "rows.json").read_text())
             assert set(table) == {"VICReg", "random init", "raw features"}
         if command.endswith("--print_config"):

@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from byol.losses import barlow_twins_loss, mixed_sample_regularizer, symmetric_infonce, vicreg_loss
+from byol.losses import CrossCosineLoss, CrossSigmoidLoss, barlow_twins_loss, mixed_sample_regularizer, symmetric_infonce, vicreg_loss
 
 B, D_IN, D = 6, 7, 5
 
@@ -25,6 +25,9 @@ def losses(x1: torch.Tensor, x2: torch.Tensor, online: torch.nn.Linear, momentum
         "barlow_twins": barlow_twins_loss(z1, z2),
         "vicreg": vicreg_loss(z1, z2),
         "mixed_barlow_twins": mixed_sample_regularizer(z1, z2, z_mixed, z2[perm], alpha),
+        # BYOL's cross-similarity terms: the online projections stand in for predictions, pairs across ranks count
+        "cross_cosine": CrossCosineLoss(threshold=0.3)(z1, k2) + CrossCosineLoss(threshold=0.3)(z2, k1),
+        "cross_sigmoid": CrossSigmoidLoss(threshold=0.3, temperature=0.2)(z1, k2),
     }
 
 
@@ -66,7 +69,9 @@ def two_ranks(tmp_path_factory) -> list[dict]:
     return [torch.load(out / f"rank{r}.pt") for r in range(2)]
 
 
-@pytest.mark.parametrize("name", ["infonce", "barlow_twins", "vicreg", "mixed_barlow_twins"])
+@pytest.mark.parametrize(
+    "name", ["infonce", "barlow_twins", "vicreg", "mixed_barlow_twins", "cross_cosine", "cross_sigmoid"]
+)
 def test_two_ranks_give_the_loss_and_gradients_of_one_process_on_the_global_batch(two_ranks, name):
     x1, x2, online, momentum = problem()
     expected = loss_and_grads(losses(x1, x2, online, momentum)[name], online)

@@ -10,7 +10,7 @@ import torch
 
 from byol import BYOL, BarlowTwins, Method, MoCoV3, SimSiam, VICReg
 from byol.core.teacher import EMATeacher
-from byol.losses import negative_cosine
+from byol.losses import CrossCosineLoss, negative_cosine
 
 HEADS = {
     BYOL: dict(projector_hidden_dim=32, projection_dim=16, predictor_hidden_dim=32),
@@ -20,10 +20,10 @@ HEADS = {
     VICReg: dict(projector_hidden_dim=32, projection_dim=16),
 }
 METHODS = {
-    "BYOL": (BYOL, {}), "SimSiam": (SimSiam, {}), "MoCoV3": (MoCoV3, {}), "BarlowTwins": (BarlowTwins, {}),
+    "BYOL": (BYOL, {}), "BYOL+CCSL": (BYOL, {"cross_similarity": CrossCosineLoss(threshold=0.0)}), "SimSiam": (SimSiam, {}), "MoCoV3": (MoCoV3, {}), "BarlowTwins": (BarlowTwins, {}),
     "BarlowTwins+mixed": (BarlowTwins, {"mixed_samples": 4.0}), "VICReg": (VICReg, {}),
 }
-WITH_TEACHER = {"BYOL", "MoCoV3"}
+WITH_TEACHER = {"BYOL", "BYOL+CCSL", "MoCoV3"}
 
 
 @pytest.fixture

@@ -34,6 +34,15 @@ class _Gather(torch.autograd.Function):
         return grad[start : start + ctx.batch]
 
 
+def all_sum(x: torch.Tensor) -> torch.Tensor:
+    """The sum of ``x`` over every rank, without a gradient (counts and normalisers); ``x`` when ``W == 1``."""
+    if world_size() == 1:
+        return x
+    x = x.detach().clone()
+    dist.all_reduce(x)
+    return x
+
+
 def gather(x: torch.Tensor) -> torch.Tensor:
     """``(B, ...)`` on each of ``W`` ranks -> ``(W * B, ...)``, rank 0's rows first; ``x`` itself when ``W == 1``.
 
