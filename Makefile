@@ -31,7 +31,7 @@ bench: $(STAMP)
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
-	printf 'setuptools>=69\nwheel\n' | $(BIN)/uv pip compile pyproject.toml - --extra dev \
+	printf 'setuptools>=69\nwheel\n' | $(BIN)/uv pip compile pyproject.toml - --extra dev --extra bench \
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
 		--custom-compile-command "make lock" --quiet -o $(LOCK)
 

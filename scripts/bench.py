@@ -7,7 +7,8 @@
 Sections (``--only``, comma-separated):
 
     ema      fused EMA update (``byol.core.ema_update``) vs a per-parameter Python loop, ResNet-18/50 + projector
-    views    kornia views on the device vs the same recipe as torchvision v2 transforms per sample in workers
+    views    our views on the device vs the same recipe per sample: torchvision v2 and lightly's BYOLTransform
+             (one thread each on a CPU; in workers on a GPU), at 32, 96 and 224 px
     step     BYOL training step (views, forward, backward, optimizer, EMA): fp32/bf16, channels_last, torch.compile;
              peak memory, training FLOPs per image and achieved FLOP/s (fraction of peak on known GPUs)
     e2e      one epoch on CIFAR-10-sized uint8 data: byol.BYOL in a Lightning Trainer vs a plain loop with
@@ -39,7 +40,8 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -108,7 +110,7 @@ def sizes_for(device: torch.device, quick: bool) -> Sizes:
     if device.type == "cuda":
         return Sizes(
             repeats=5 if quick else 10, ema_repeats=50,
-            views=[(32, 512, 4 if quick else 8), (224, 256, 2 if quick else 4)],
+            views=[(32, 512, 4 if quick else 8), (96, 256, 2 if quick else 4), (224, 256, 2 if quick else 4)],
             step_batch={"resnet18": 512, "resnet50": 256}, step_repeats={"resnet18": 10, "resnet50": 10},
             step_compile=("resnet18", "resnet50"), e2e_images=10_000 if quick else 50_000, e2e_batch=512,
             e2e_epochs=1 if quick else 2, e2e_warmup_batches=20, audio_batch=256, audio_batches=8,
@@ -116,14 +118,14 @@ def sizes_for(device: torch.device, quick: bool) -> Sizes:
         )
     if quick:
         return Sizes(
-            repeats=3, ema_repeats=10, views=[(32, 64, 2), (224, 8, 2)],
+            repeats=3, ema_repeats=10, views=[(32, 64, 2), (96, 32, 2), (224, 8, 2)],
             step_batch={"resnet18": 16, "resnet50": 2}, step_repeats={"resnet18": 3, "resnet50": 2},
             step_compile=("resnet18",), e2e_images=512, e2e_batch=64, e2e_epochs=2, e2e_warmup_batches=2,
             e2e_model_kwargs={"stem_width": 16, "channels": [16, 32, 64, 128]},
             audio_batch=64, audio_batches=2, tabular_batch=128, loader_steps=4, loader_rounds=1, loader_jpegs=16,
         )
     return Sizes(
-        repeats=5, ema_repeats=20, views=[(32, 256, 2), (224, 32, 2)],
+        repeats=5, ema_repeats=20, views=[(32, 256, 2), (96, 64, 2), (224, 32, 2)],
         step_batch={"resnet18": 64, "resnet50": 8}, step_repeats={"resnet18": 5, "resnet50": 3},
         step_compile=("resnet18", "resnet50"), e2e_images=2048, e2e_batch=128, e2e_epochs=2, e2e_warmup_batches=2,
         audio_batch=128, audio_batches=4, tabular_batch=512, loader_steps=5, loader_rounds=2, loader_jpegs=64,
@@ -383,31 +385,88 @@ def bench_ema(ctx: Context) -> list[dict]:
 
 
 # ----- (b) image views ------------------------------------------------------------------------------------------
+def lightly_views(size: int) -> Callable | None:
+    """lightly's ``BYOLTransform`` with the same recipe (PIL images in, two tensors out); ``None`` without lightly
+    (the optional ``bench`` extra)."""
+    try:
+        from lightly.transforms.byol_transform import BYOLTransform, BYOLView1Transform, BYOLView2Transform
+    except ImportError:
+        return None
+    small = size <= 32
+    normalize = {"mean": list(CIFAR10_MEAN if small else IMAGENET_MEAN), "std": list(CIFAR10_STD if small else IMAGENET_STD)}
+    blur = (0.0, 0.0) if small else (1.0, 0.1)
+    return BYOLTransform(BYOLView1Transform(size, gaussian_blur=blur[0], normalize=normalize),
+                         BYOLView2Transform(size, gaussian_blur=blur[1], normalize=normalize))
+
+
+class PILImages(Dataset):
+    """The images as PIL images (decoded once, as an image folder's decoder hands them over), through ``transform``."""
+
+    def __init__(self, images: torch.Tensor, transform: Callable) -> None:
+        self.images = [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in images]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple:
+        return *self.transform(self.images[i]), -1
+
+
+@contextmanager
+def threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` inside the block (``None``: unchanged)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def bench_views(ctx: Context) -> list[dict]:
-    """Images/s of both views: kornia batched on the device vs torchvision per sample in DataLoader workers."""
+    """Images/s of both views: ours batched on the device vs two per-sample pipelines of the same recipe,
+    torchvision v2 on uint8 tensors and lightly's ``BYOLTransform`` on PIL images. On a CPU all three run in the
+    main process on one thread (the per-thread cost); on a GPU ours runs there and the references in workers."""
     rows = []
+    workers = ctx.workers if ctx.cuda else 0
     for size, batch, batches in ctx.sizes.views:
         images = random_images(batch * batches, source_size(size))
         views = image_views(size).to(ctx.device)
-        ours_loader = loader(UInt8Images(images), batch, ctx)
-        ref_loader = loader(UInt8Images(images, torchvision_views(size)), batch, ctx)
+        data = {"ours": UInt8Images(images), "torchvision": UInt8Images(images, torchvision_views(size))}
+        lightly = lightly_views(size)
+        if lightly is not None:
+            data["lightly"] = PILImages(images, lightly)
+        loaders = {name: DataLoader(d, batch_size=batch, num_workers=workers, drop_last=True,
+                                    persistent_workers=workers > 0, pin_memory=ctx.cuda) for name, d in data.items()}
 
-        def ours(views: nn.Module = views, data: DataLoader = ours_loader) -> None:
-            for x, _ in data:
+        def ours(views: nn.Module = views, loader: DataLoader = loaders["ours"]) -> None:
+            for x, _ in loader:
                 views(x.to(ctx.device, non_blocking=True))
 
-        def reference(data: DataLoader = ref_loader) -> None:
-            for v1, v2_, _ in data:
-                v1.to(ctx.device, non_blocking=True), v2_.to(ctx.device, non_blocking=True)
+        def reference(loader: DataLoader) -> Callable[[], None]:
+            def run() -> None:
+                for v1, v2_, _ in loader:
+                    v1.to(ctx.device, non_blocking=True), v2_.to(ctx.device, non_blocking=True)
+            return run
 
-        timings = compare({"ours": ours, "reference": reference}, ctx.device, ctx.sizes.repeats)
+        fns = {"ours": ours, **{name: reference(loader) for name, loader in loaders.items() if name != "ours"}}
+        with threads(None if ctx.cuda else 1):
+            timings = compare(fns, ctx.device, ctx.sizes.repeats)
         n = batch * batches
-        config = {"size": size, "source_size": source_size(size), "batch": batch, "batches": batches,
-                  "workers": ctx.workers, "times_s": {k: t.times_s for k, t in timings.items()}}
-        rows.append(row("views", f"{size} px from {source_size(size)} px, batch {batch}, reference in "
-                        f"{workers_text(ctx.workers)}", "img/s", n / timings["ours"].median,
-                        n / timings["reference"].median, config=config))
-        del ours_loader, ref_loader  # stops the persistent workers
+        where = f"references in {workers_text(workers)}" if ctx.cuda else "one thread each"
+        for name in ("torchvision", "lightly"):
+            config = {"size": size, "source_size": source_size(size), "batch": batch, "batches": batches,
+                      "workers": workers, "threads": None if ctx.cuda else 1,
+                      "times_s": {k: timings[k].times_s for k in ("ours", name) if k in timings}}
+            setting = f"{size} px from {source_size(size)} px, batch {batch}, vs {name}, {where}"
+            if name not in timings:
+                rows.append(skipped("views", setting, "lightly is not installed (pip install -e .[bench])", config))
+                continue
+            rows.append(row("views", setting, "img/s", n / timings["ours"].median, n / timings[name].median,
+                            config=config))
+        del loaders  # stops the persistent workers
     return rows
 
 

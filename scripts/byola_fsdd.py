@@ -10,7 +10,8 @@
    on the conventional split (train on indices 5-49, test on 0-4; mean ± std of 5 runs, and the deterministic
    L-BFGS probe as a second opinion) and leaving one speaker out (mean ± std over the six speakers).
 
-Prints a table and writes OUT/fsdd_results.json.
+Prints a table and writes OUT/fsdd_results.json. SIGTERM or SIGINT stops it with exit code 143 / 130 and
+``byol: interrupted by SIGTERM (last checkpoint: PATH)`` (:func:`byol.core.signals.exit_on_interrupt`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from byol.cli import ByolCLI
+from byol.core.signals import exit_on_interrupt
 from byol.eval.audio import FlattenedLogMel, fsdd_comparison
 from byol.export import export_backbone
 
@@ -82,4 +84,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with exit_on_interrupt():
+        main()

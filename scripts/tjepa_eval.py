@@ -10,7 +10,9 @@ pretraining runs exactly as ``byol fit -c CONFIG`` (same seed, loggers and
 checkpoints); then the frozen target encoder is evaluated with the paper's
 downstream protocol (:func:`byol.eval.tabular.compare`) on the config's
 train/validation/test splits. Prints a table and writes JSON (default:
-``<trainer.default_root_dir>/tjepa_eval.json``).
+``<trainer.default_root_dir>/tjepa_eval.json``). SIGTERM or SIGINT stops it
+with exit code 143 / 130 and ``byol: interrupted by SIGTERM (last checkpoint:
+PATH)`` (:func:`byol.core.signals.exit_on_interrupt`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from rich.table import Table
 from threadpoolctl import threadpool_limits
 
 from byol.cli import ByolCLI
+from byol.core.signals import exit_on_interrupt
 from byol.eval.tabular import HeadConfig, compare
 
 
@@ -93,4 +96,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    with exit_on_interrupt():
+        main()

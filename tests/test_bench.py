@@ -39,6 +39,27 @@ def test_ratio_is_ours_speed_over_the_reference_for_rates_and_for_times(bench):
     assert bench.row("x", "alone", "img/s", 30.0, None)["ratio"] is None
 
 
+def test_views_rows_compare_ours_with_torchvision_and_lightly_and_say_when_lightly_is_missing(bench, monkeypatch):
+    ctx = tiny_context(bench)
+    rows = bench.bench_views(ctx)
+    assert [r["setting"].split(", vs ")[1].split(",")[0] for r in rows] == ["torchvision", "lightly"]
+    for r in rows:
+        times = r["config"]["times_s"]
+        name = r["setting"].split(", vs ")[1].split(",")[0]
+        assert r["ours"] == pytest.approx(4 / times["ours"][0]) and r["reference"] == pytest.approx(4 / times[name][0])
+        assert r["config"]["threads"] == 1
+    monkeypatch.setattr(bench, "lightly_views", lambda size: None)
+    rows = bench.bench_views(ctx)
+    assert "ratio" in rows[0] and "lightly is not installed" in rows[1]["skipped"]
+
+
+def test_lightly_views_make_two_normalised_views_of_the_recipe_size(bench):
+    from PIL import Image
+
+    v1, v2 = bench.lightly_views(32)(Image.new("RGB", (40, 40), (200, 30, 90)))
+    assert v1.shape == v2.shape == (3, 32, 32) and v1.dtype == torch.float32
+
+
 def test_photo_jpegs_are_read_by_the_image_folder_at_256_px(bench, tmp_path):
     bench.write_photo_jpegs(tmp_path, 2)
     data = ImageFolder(tmp_path, size=256)

@@ -8,7 +8,9 @@
   ``byol plot-views AUDIO OUT.png`` (a log-mel and its two BYOL-A views).
 
 A failure ends in one line, ``byol: error: ...``, that names the file, key or
-path at fault; ``BYOL_DEBUG=1`` shows the full traceback instead.
+path at fault; ``BYOL_DEBUG=1`` shows the full traceback instead. SIGTERM and
+SIGINT end a command with exit code 143 / 130 and one line,
+``byol: interrupted by SIGTERM (last checkpoint: PATH)`` (:mod:`byol.core.signals`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from lightning.pytorch.cli import LightningCLI
 from torch.utils.data import Dataset
 
 from .core.base import Method
+from .core.signals import NoteCheckpointOnInterrupt, exit_on_interrupt
 from .data.datamodule import DataModule
 from .eval.protocols import knn_eval, linear_eval
 
@@ -40,11 +43,17 @@ class ByolCLI(LightningCLI):
     recipes: ``checkpoints/runs/<recipe>``): unless ``trainer.logger`` is set,
     the run logs to CSV (``DIR/csv/version_N/``, with its checkpoints and
     ``config.yaml``) and to wandb offline (``DIR/wandb/``). ``fit`` checks
-    that the folder is writable before anything starts.
+    that the folder is writable before anything starts. Every trainer also gets
+    a :class:`~byol.core.signals.NoteCheckpointOnInterrupt` callback (not a
+    config key), so an interrupted run names its last checkpoint.
     """
 
     def __init__(self, args: list[str] | None = None, **kwargs) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        defaults = dict(kwargs.get("trainer_defaults") or {})
+        callbacks = defaults.get("callbacks", [])
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        kwargs["trainer_defaults"] = {**defaults, "callbacks": [*callbacks, NoteCheckpointOnInterrupt()]}
         # Methods make views in on_after_batch_transfer on purpose; Lightning warns about that with a datamodule.
         warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer`")
         super().__init__(
@@ -165,20 +174,24 @@ def main(argv: list[str] | None = None) -> None:
 
     An exception ends the program with exit code 1 and one line on stderr,
     ``byol: error: <message>`` (see :func:`error_line`); with ``BYOL_DEBUG=1`` in
-    the environment the exception propagates with its full traceback.
+    the environment the exception propagates with its full traceback. SIGTERM
+    or SIGINT ends it with exit code ``128 + signal`` and one line,
+    ``byol: interrupted by SIGTERM (last checkpoint: PATH)`` (see
+    :func:`byol.core.signals.exit_on_interrupt`).
     """
     args = sys.argv[1:] if argv is None else list(argv)
-    try:
-        if args and args[0] in TOOLS:
-            CLI(TOOLS, args=args)
-        else:
-            ByolCLI(args=argv)  # None: LightningCLI reads sys.argv itself
-    except Exception as err:
-        if os.environ.get("BYOL_DEBUG", "") not in ("", "0"):
-            raise
-        sys.stderr.flush()
-        print(f"byol: error: {error_line(err)} (BYOL_DEBUG=1 shows the traceback)", file=sys.stderr)
-        raise SystemExit(1) from None
+    with exit_on_interrupt():
+        try:
+            if args and args[0] in TOOLS:
+                CLI(TOOLS, args=args)
+            else:
+                ByolCLI(args=argv)  # None: LightningCLI reads sys.argv itself
+        except Exception as err:
+            if os.environ.get("BYOL_DEBUG", "") not in ("", "0"):
+                raise
+            sys.stderr.flush()
+            print(f"byol: error: {error_line(err)} (BYOL_DEBUG=1 shows the traceback)", file=sys.stderr)
+            raise SystemExit(1) from None
 
 
 def error_line(err: BaseException) -> str:

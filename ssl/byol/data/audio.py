@@ -18,6 +18,9 @@ Bad files, each named in the message:
 
 - **corrupt or unreadable** (libsndfile cannot decode it): ``ValueError``;
 - **empty** (no samples) or holding NaN/inf samples: ``ValueError``;
+- with ``on_corrupt="skip"``, the datasets decode every file once when they are built and drop the ones above
+  (and missing ones), listed in ``skipped`` and reported with a warning, as the image datasets do; a WAV cut
+  short inside its samples is not corrupt to libsndfile: it decodes to the samples that are there;
 - **too short** (fewer samples than a segment): zero-padded on both sides, as above (documented fallback);
 - **stereo / multichannel**: mixed down to mono (documented fallback);
 - **silent** (every sample exactly 0): loaded, with a ``UserWarning`` (its log-mel is the constant ``log(eps)``);
@@ -42,6 +45,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 from torchaudio.transforms import Resample
+from tqdm.auto import tqdm
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg")
 FULL_SCALE = 0.999  # a sample at or above this magnitude counts as clipped
@@ -51,6 +55,12 @@ Crop = Literal["random", "center"]
 
 def read_audio(path: Path, sample_rate: int, clip_fraction: float = 0.01) -> torch.Tensor:
     """Decode ``path`` to a mono float32 waveform ``(L,)`` at ``sample_rate`` Hz (see the module docstring)."""
+    wave, rate = _decode(path, clip_fraction)
+    return _resampler(rate, sample_rate)(wave) if rate != sample_rate else wave
+
+
+def _decode(path: Path, clip_fraction: float) -> tuple[torch.Tensor, int]:
+    """Steps 1-2 of the module docstring: ``(mono float32 waveform (L,), its sample rate)``; the bad-file checks."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
     try:
@@ -62,11 +72,10 @@ def read_audio(path: Path, sample_rate: int, clip_fraction: float = 0.01) -> tor
     if not np.isfinite(data).all():
         raise ValueError(f"{path}: the file holds NaN or infinite samples")
     if not data.any():
-        warnings.warn(f"{path}: the clip is silent (all samples are 0)", stacklevel=2)
+        warnings.warn(f"{path}: the clip is silent (all samples are 0)", stacklevel=3)
     elif (np.abs(data) >= FULL_SCALE).mean() > clip_fraction:
-        warnings.warn(f"{path}: the clip is clipped (over {clip_fraction:.0%} of samples at full scale)", stacklevel=2)
-    wave = torch.from_numpy(data.mean(axis=1))
-    return _resampler(rate, sample_rate)(wave) if rate != sample_rate else wave
+        warnings.warn(f"{path}: the clip is clipped (over {clip_fraction:.0%} of samples at full scale)", stacklevel=3)
+    return torch.from_numpy(data.mean(axis=1)), rate
 
 
 @functools.lru_cache(maxsize=16)
@@ -90,30 +99,44 @@ def fit_length(wave: torch.Tensor, length: int, crop: Crop) -> torch.Tensor:
 class AudioClips(Dataset[tuple[torch.Tensor, int]]):
     """Audio files with labels, decoded to fixed-length waveform segments.
 
-    Subclasses fill ``files``, ``targets`` and ``classes``.
+    Subclasses fill ``files``, ``targets`` and ``classes``, then call :meth:`_drop_corrupt`; the attributes
+    named in ``per_clip`` hold one entry per clip.
 
     Args:
         sample_rate: output sample rate in Hz.
         segment_seconds: segment length in seconds (BYOL-A: 0.95 s, i.e. 96 log-mel frames at hop 10 ms).
         crop: ``"random"`` (training) or ``"center"`` (evaluation) window of clips longer than a segment.
         clip_fraction: fraction of full-scale samples above which a clip is reported as clipped.
+        on_corrupt: ``"raise"``: a file that is missing or fails to decode (corrupt, empty, NaN/inf samples)
+            raises ``ValueError`` (``FileNotFoundError`` when missing) naming the file when it is loaded.
+            ``"skip"``: every file is decoded once at construction; the ones that fail are dropped (with their
+            labels), listed in ``skipped`` and reported with one warning; when none decodes, ``ValueError``.
 
     Attributes:
         files: audio file paths, in sample order.
         targets: labels in ``[0, len(classes))``, ``-1`` for unlabeled clips.
-        classes: class names.
+        classes: class names (a class whose files were all skipped stays, so labels keep their meaning).
         segment_samples: samples per segment.
+        skipped: files dropped because they failed to decode (``"skip"`` only).
     """
 
     files: list[Path]
     targets: list[int]
     classes: list[str]
+    per_clip: tuple[str, ...] = ("files", "targets")
 
     def __init__(
-        self, sample_rate: int = 16000, segment_seconds: float = 0.95, crop: Crop = "random", clip_fraction: float = 0.01
+        self,
+        sample_rate: int = 16000,
+        segment_seconds: float = 0.95,
+        crop: Crop = "random",
+        clip_fraction: float = 0.01,
+        on_corrupt: Literal["raise", "skip"] = "raise",
     ) -> None:
         if crop not in ("random", "center"):
             raise ValueError(f"crop must be 'random' or 'center', got {crop!r}")
+        if on_corrupt not in ("raise", "skip"):
+            raise ValueError(f"on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")
         if sample_rate <= 0 or segment_seconds <= 0:
             raise ValueError(f"sample_rate and segment_seconds must be positive, got {sample_rate}, {segment_seconds}")
         self.sample_rate = sample_rate
@@ -121,6 +144,38 @@ class AudioClips(Dataset[tuple[torch.Tensor, int]]):
         self.segment_samples = round(segment_seconds * sample_rate)
         self.crop: Crop = crop
         self.clip_fraction = clip_fraction
+        self.on_corrupt = on_corrupt
+        self.skipped: list[Path] = []
+
+    def _drop_corrupt(self, where: str) -> None:
+        """With ``on_corrupt="skip"``, decode every file once; drop (and warn about) the ones that fail.
+
+        ``where`` says where the files come from in the messages (``"under ROOT"``, ``"listed in MANIFEST"``).
+        """
+        if self.on_corrupt != "skip":
+            return
+        keep = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # silent or clipped clips are reported when they are loaded
+            for i, path in enumerate(tqdm(self.files, desc=f"Checking audio files {where}", unit="file")):
+                try:
+                    _decode(path, self.clip_fraction)
+                except (ValueError, OSError):
+                    self.skipped.append(path)
+                else:
+                    keep.append(i)
+        if not self.skipped:
+            return
+        if not keep:
+            raise ValueError(f"none of the {len(self.files)} audio files {where} could be decoded")
+        for name in self.per_clip:
+            values = getattr(self, name)
+            setattr(self, name, [values[i] for i in keep])
+        shown = ", ".join(p.name for p in self.skipped[:5])
+        more = ", ..." if len(self.skipped) > 5 else ""
+        warnings.warn(
+            f"skipped {len(self.skipped)} audio file(s) {where} that failed to decode: {shown}{more}", stacklevel=3
+        )
 
     @property
     def num_classes(self) -> int:
@@ -131,7 +186,11 @@ class AudioClips(Dataset[tuple[torch.Tensor, int]]):
 
     def load(self, index: int) -> torch.Tensor:
         """The whole decoded clip ``(L,)``: mono, float32, at ``sample_rate`` Hz, not cut."""
-        return read_audio(self.files[index], self.sample_rate, self.clip_fraction)
+        try:
+            return read_audio(self.files[index], self.sample_rate, self.clip_fraction)
+        except (ValueError, FileNotFoundError) as err:
+            kind = FileNotFoundError if isinstance(err, FileNotFoundError) else ValueError
+            raise kind(f"{err}; replace or remove the file, or set on_corrupt: skip") from err
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         """``(waveform (segment_samples,) float32, label)``."""
@@ -155,10 +214,12 @@ class AudioFolder(AudioClips):
     Args:
         root: the folder.
         extensions: file suffixes to include (case-insensitive).
-        kwargs: ``sample_rate``, ``segment_seconds``, ``crop``, ``clip_fraction`` of :class:`AudioClips`.
+        kwargs: ``sample_rate``, ``segment_seconds``, ``crop``, ``clip_fraction``, ``on_corrupt`` of
+            :class:`AudioClips`.
 
     Raises:
         FileNotFoundError: ``root`` is not a folder or holds no audio file.
+        ValueError: with ``on_corrupt="skip"``, none of the files could be decoded.
     """
 
     def __init__(
@@ -179,6 +240,7 @@ class AudioFolder(AudioClips):
                    for p in self.files]
         self.classes, index = _class_index([f for f in folders if f is not None])
         self.targets = [-1 if f is None else index[f] for f in folders]
+        self._drop_corrupt(f"under {self.root}")
 
 
 class AudioManifest(AudioClips):
@@ -190,11 +252,13 @@ class AudioManifest(AudioClips):
 
     Args:
         manifest: the CSV file.
-        kwargs: ``sample_rate``, ``segment_seconds``, ``crop``, ``clip_fraction`` of :class:`AudioClips`.
+        kwargs: ``sample_rate``, ``segment_seconds``, ``crop``, ``clip_fraction``, ``on_corrupt`` of
+            :class:`AudioClips`.
 
     Raises:
         FileNotFoundError: the manifest is missing.
-        ValueError: a row has more than two fields or an empty path, or the manifest lists no file.
+        ValueError: a row has more than two fields or an empty path, or the manifest lists no file; with
+            ``on_corrupt="skip"``, none of the listed files could be decoded.
     """
 
     def __init__(
@@ -222,6 +286,7 @@ class AudioManifest(AudioClips):
         self.files = paths
         self.classes, index = _class_index([label for label in labels if label])
         self.targets = [index[label] if label else -1 for label in labels]
+        self._drop_corrupt(f"listed in {self.manifest}")
 
 
 FSDD_NAME = re.compile(r"(?P<digit>\d)_(?P<speaker>[A-Za-z]+)_(?P<index>\d+)\.wav")
@@ -237,7 +302,8 @@ class FSDD(AudioClips):
         split: ``"train"`` (indices 5-49), ``"test"`` (0-4) or ``"all"``.
         speakers: keep only these speakers (``None``: all); with ``exclude_speakers``, the speaker-held-out splits.
         exclude_speakers: drop these speakers.
-        kwargs: ``sample_rate``, ``segment_seconds``, ``crop``, ``clip_fraction`` of :class:`AudioClips`.
+        kwargs: ``sample_rate``, ``segment_seconds``, ``crop``, ``clip_fraction``, ``on_corrupt`` of
+            :class:`AudioClips`.
 
     Attributes:
         classes: ``"0"`` ... ``"9"``; the label is the spoken digit.
@@ -246,9 +312,12 @@ class FSDD(AudioClips):
 
     Raises:
         FileNotFoundError: ``root`` holds no FSDD recordings.
+        ValueError: no recording is left with the speakers asked for, or, with ``on_corrupt="skip"``, none of
+            them could be decoded.
     """
 
     TEST_INDICES = range(0, 5)
+    per_clip = ("files", "targets", "speakers_of", "recording_index")
 
     def __init__(
         self,
@@ -283,3 +352,4 @@ class FSDD(AudioClips):
         self.speakers_of = [e[2] for e in entries]
         self.recording_index = [e[3] for e in entries]
         self.classes = [str(d) for d in range(10)]
+        self._drop_corrupt(f"under {self.root}")

@@ -11,6 +11,7 @@ regression values, int64 classes, or ``-1`` for an unlabeled table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +21,15 @@ from torch.utils.data import Dataset
 
 from .datamodule import DataModule
 from .tabular_preprocessing import MissingPolicy, NumericTransform, TabularPreprocessing, Task, infer_task
-from .tabular_sources import TableSplits, column_splits, random_splits, read_rtdl_split, read_table, sklearn_table
+from .tabular_sources import (
+    DEFAULT_NA_VALUES,
+    TableSplits,
+    column_splits,
+    random_splits,
+    read_rtdl_split,
+    read_table,
+    sklearn_table,
+)
 
 
 class TabularDataset(Dataset):
@@ -92,8 +101,13 @@ class TabularDataModule(DataModule):
 class TableFileDataModule(TabularDataModule):
     """A CSV or parquet file, split at random (or by a split column) into train/val/test.
 
+    The file is read by :func:`byol.data.tabular_sources.read_table`: text cells lose the whitespace around them
+    (``" Private"`` is ``"Private"``), and errors name a CSV file's rows by their line in the file (the header is
+    line 1).
+
     Args:
-        path: ``.csv``, ``.csv.gz``, ``.tsv``, ``.parquet`` or ``.pq`` file with a header row.
+        path: ``.csv``, ``.csv.gz``, ``.tsv``, ``.parquet`` or ``.pq`` file, with a header row unless
+            ``columns`` is given.
         target: the column to predict downstream; ``None`` for an unlabeled table.
         numeric, categorical: columns whose type is declared; the others are inferred
             (numbers numeric, text and booleans categorical).
@@ -103,8 +117,15 @@ class TableFileDataModule(TabularDataModule):
         split_column: a column holding ``train``/``val``/``test`` per row; otherwise a
             random split with ``val_fraction``/``test_fraction`` and ``split_seed``
             (stratified by the target for classification).
+        na_values: text cells that are missing values, compared after stripping whitespace; they replace
+            pandas' list, and the default is pandas' list (``""``, ``"NA"``, ``"N/A"``, ``"NaN"``, ``"null"``, ...)
+            plus ``"?"`` (the UCI repository's marker).
+        columns: the column names of a CSV file without a header row (e.g. UCI's ``adult.data``); a first line
+            that holds exactly these names is taken as the header row, and a first line with another number of
+            fields is an error.
         kwargs: ``numeric_transform``, ``missing``, ``batch_size``, ``num_workers``, ``drop_last`` of
-            :class:`TabularDataModule`.
+            :class:`TabularDataModule`. A feature column missing in every validation or test row, but never in
+            training rows, raises a warning.
     """
 
     def __init__(
@@ -119,9 +140,11 @@ class TableFileDataModule(TabularDataModule):
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         split_seed: int = 0,
+        na_values: Sequence[str] = DEFAULT_NA_VALUES,
+        columns: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        frame = read_table(path)
+        frame = read_table(path, na_values, columns)
         absent = [c for c in drop or () if c not in frame.columns]
         if absent:
             raise ValueError(f"columns to drop {absent} not found in {path}")

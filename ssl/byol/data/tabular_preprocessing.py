@@ -27,6 +27,11 @@ Missing values (``missing``):
 - ``"error"``: any missing feature value raises a ``ValueError`` that names the
   column and the first rows.
 
+A feature column that is missing in every row of a validation/test split or of
+new rows, but never was in the training split, raises a ``UserWarning`` naming
+the column and the rows' source (usually a column the file leaves empty, or
+fills with a marker that is not a missing value to pandas).
+
 Missing target values always raise: drop those rows or fill them.
 """
 
@@ -56,9 +61,15 @@ _MAX_CLASSES_AUTO = 20  # an integer target with more distinct values than this 
 
 
 def _rows(frame_index: pd.Index, mask: np.ndarray, limit: int = 5) -> str:
+    """Where the rows of ``mask`` are: ``"line 7"``, ``"lines 7, 9"`` for a CSV file's rows (an index named
+    ``"line"`` holds their file lines, see :func:`byol.data.tabular_sources.read_table`), else ``"rows 4, 7"``
+    (the index labels: positions from 0 for a parquet file)."""
     rows = [str(r) for r in frame_index[mask][:limit]]
     more = int(mask.sum()) - len(rows)
-    return ", ".join(rows) + (f" and {more} more" if more > 0 else "")
+    where = ", ".join(rows) + (f" and {more} more" if more > 0 else "")
+    if frame_index.name == "line":
+        return f"line {where}" if int(mask.sum()) == 1 else f"lines {where}"
+    return f"rows {where}"
 
 
 def category_keys(values: pd.Series) -> pd.Series:
@@ -90,7 +101,7 @@ def parse_numeric(values: pd.Series, column: str, source: str) -> np.ndarray:
     if bad.any():
         examples = ", ".join(repr(v) for v in pd.unique(values[bad])[:3])
         raise ValueError(
-            f"column {column!r} of {source} is numeric but holds non-numeric values ({examples}) at rows "
+            f"column {column!r} of {source} is numeric but holds non-numeric values ({examples}) at "
             f"{_rows(values.index, bad)}; fix the file, or declare the column in data.categorical"
         )
     return parsed.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -105,7 +116,9 @@ class NumericColumn:
 
     ``transform="standard"``: ``(x - mean) / std``. ``transform="quantile"``:
     the empirical CDF of the training values (``quantiles``, evenly spaced
-    levels in ``[0, 1]``), mapped to a standard normal.
+    levels in ``[0, 1]``), mapped to a standard normal. ``missing_in_training``:
+    whether the training split had missing values in this column (``False`` in
+    configs exported before it was recorded).
     """
 
     name: str
@@ -113,6 +126,7 @@ class NumericColumn:
     mean: float = 0.0
     std: float = 1.0
     quantiles: tuple[float, ...] = ()
+    missing_in_training: bool = False
 
     @classmethod
     def fit(cls, name: str, values: np.ndarray, transform: NumericTransform) -> NumericColumn:
@@ -120,14 +134,16 @@ class NumericColumn:
         present = values[~np.isnan(values)]
         if present.size == 0:
             raise ValueError(f"numeric column {name!r} has no value in the training split; drop it (data.drop)")
+        had_missing = present.size < values.size
         if transform == "standard":
             std = float(present.std())
-            return cls(name, transform, mean=float(present.mean()), std=std if std > 0 else 1.0)
+            return cls(name, transform, mean=float(present.mean()), std=std if std > 0 else 1.0,
+                       missing_in_training=had_missing)
         if transform == "quantile":
             n_quantiles = min(max(min(present.size // 30, 1000), 10), present.size)
             levels = np.linspace(0.0, 1.0, n_quantiles)
             quantiles = np.maximum.accumulate(np.percentile(present, levels * 100))
-            return cls(name, transform, quantiles=tuple(float(q) for q in quantiles))
+            return cls(name, transform, quantiles=tuple(float(q) for q in quantiles), missing_in_training=had_missing)
         raise ValueError(f"unknown numeric transform {transform!r} (expected 'standard' or 'quantile')")
 
     def apply(self, values: np.ndarray) -> np.ndarray:
@@ -155,14 +171,17 @@ def _quantile_to_normal(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CategoricalColumn:
-    """A categorical column: its training categories (string keys, sorted); see the module docstring for indices."""
+    """A categorical column: its training categories (string keys, sorted; see the module docstring for indices)
+    and whether the training split had missing values in it (``False`` in configs exported before it was recorded).
+    """
 
     name: str
     categories: tuple[str, ...]
+    missing_in_training: bool = False
 
     @classmethod
     def fit(cls, name: str, values: pd.Series) -> CategoricalColumn:
-        return cls(name, tuple(sorted(category_keys(values).dropna().unique())))
+        return cls(name, tuple(sorted(category_keys(values).dropna().unique())), bool(values.isna().any()))
 
     @property
     def cardinality(self) -> int:
@@ -180,7 +199,7 @@ class CategoricalColumn:
             examples = ", ".join(repr(v) for v in pd.unique(keys[unseen])[:3])
             warnings.warn(
                 f"column {self.name!r} of {source}: {int(unseen.sum())} rows hold categories not seen in the "
-                f"training split ({examples}, rows {_rows(values.index, unseen)}); they map to [UNKNOWN]",
+                f"training split ({examples}, {_rows(values.index, unseen)}); they map to [UNKNOWN]",
                 stacklevel=3,
             )
         codes[unseen] = UNKNOWN_INDEX
@@ -218,7 +237,7 @@ class TargetColumn:
         if unseen.any():
             raise ValueError(
                 f"target column {self.name!r} of {source} holds classes not seen in the training split "
-                f"({', '.join(repr(v) for v in pd.unique(keys[unseen])[:3])}) at rows {_rows(values.index, unseen)}"
+                f"({', '.join(repr(v) for v in pd.unique(keys[unseen])[:3])}) at {_rows(values.index, unseen)}"
             )
         return torch.from_numpy(codes.to_numpy(dtype=np.int64).copy())
 
@@ -227,7 +246,7 @@ def _check_no_missing_target(name: str, values: pd.Series, source: str) -> None:
     missing = values.isna().to_numpy()
     if missing.any():
         raise ValueError(
-            f"target column {name!r} of {source} has {int(missing.sum())} missing values at rows "
+            f"target column {name!r} of {source} has {int(missing.sum())} missing values at "
             f"{_rows(values.index, missing)}; drop those rows or fill them"
         )
 
@@ -295,7 +314,10 @@ class TabularPreprocessing:
         if missing not in ("indicator", "error"):
             raise ValueError(f"missing must be 'indicator' or 'error', got {missing!r}")
         self.numeric = [NumericColumn(**{**c, "quantiles": tuple(c.get("quantiles", ()))}) for c in numeric]
-        self.categorical = [CategoricalColumn(c["name"], tuple(c["categories"])) for c in categorical]
+        self.categorical = [
+            CategoricalColumn(c["name"], tuple(c["categories"]), c.get("missing_in_training", False))
+            for c in categorical
+        ]
         self.target = None if target is None else TargetColumn(
             **{**target, "classes": tuple(target.get("classes", ()))}
         )
@@ -367,18 +389,22 @@ class TabularPreprocessing:
 
     # ----- transform -----------------------------------------------------------------------------------
     def transform(self, frame: pd.DataFrame, source: str = "the table") -> dict[str, torch.Tensor]:
-        """``{"num": (N, F_num) float32, "cat": (N, F_cat) int64}`` for the rows of ``frame`` (others ignored)."""
+        """``{"num": (N, F_num) float32, "cat": (N, F_cat) int64}`` for the rows of ``frame`` (others ignored).
+
+        ``source`` names the rows in errors and warnings (e.g. ``"data.csv (validation split)"``). A feature
+        column missing in every row but never in the training split raises a ``UserWarning``.
+        """
         absent = [n for n in self.feature_names if n not in frame.columns]
         if absent:
             raise ValueError(f"{source} lacks the feature columns {absent} that the model was trained with")
         num = np.empty((len(frame), self.num_numeric), dtype=np.float32)
         for j, col in enumerate(self.numeric):
             values = parse_numeric(frame[col.name], col.name, source)
-            self._check_missing(col.name, np.isnan(values), frame.index, source)
+            self._check_missing(col, np.isnan(values), frame.index, source)
             num[:, j] = col.apply(values)
         cat = np.empty((len(frame), len(self.categorical)), dtype=np.int64)
         for j, col in enumerate(self.categorical):
-            self._check_missing(col.name, frame[col.name].isna().to_numpy(), frame.index, source)
+            self._check_missing(col, frame[col.name].isna().to_numpy(), frame.index, source)
             cat[:, j] = col.codes(frame[col.name], source)
         return {"num": torch.from_numpy(num), "cat": torch.from_numpy(cat)}
 
@@ -395,12 +421,22 @@ class TabularPreprocessing:
             )
         return self.target.labels(frame[self.target.name], source)
 
-    def _check_missing(self, column: str, missing: np.ndarray, index: pd.Index, source: str) -> None:
+    def _check_missing(
+        self, column: NumericColumn | CategoricalColumn, missing: np.ndarray, index: pd.Index, source: str
+    ) -> None:
+        """Raise on missing values under ``missing="error"``; warn when a column never missing in training is
+        missing in every row."""
         if self.missing == "error" and missing.any():
             raise ValueError(
-                f"column {column!r} of {source} has {int(missing.sum())} missing values at rows "
+                f"column {column.name!r} of {source} has {int(missing.sum())} missing values at "
                 f"{_rows(index, missing)}; "
                 "fill them, or set data.missing=indicator to give them a learned [MISSING] token"
+            )
+        if len(missing) and missing.all() and not column.missing_in_training:
+            warnings.warn(
+                f"column {column.name!r} is missing in all {len(missing)} rows of {source}, but never was in the "
+                "training split; is it empty in the file, or filled with a marker that is not in na_values?",
+                stacklevel=3,
             )
 
     def export_config(self) -> dict[str, Any]:
@@ -408,7 +444,7 @@ class TabularPreprocessing:
         return {
             "class": type(self).__name__,
             "numeric": [{**asdict(c), "quantiles": list(c.quantiles)} for c in self.numeric],
-            "categorical": [{"name": c.name, "categories": list(c.categories)} for c in self.categorical],
+            "categorical": [{**asdict(c), "categories": list(c.categories)} for c in self.categorical],
             "target": None if self.target is None else {**asdict(self.target), "classes": list(self.target.classes)},
             "missing": self.missing,
         }

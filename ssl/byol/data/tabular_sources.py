@@ -7,7 +7,11 @@ is fitted on the training split afterwards.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -44,25 +48,112 @@ class TableSplits:
     task: Task = "auto"
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A CSV (``,``-separated; ``.tsv``: tabs) or parquet file as a DataFrame; empty fields and ``NA`` are missing."""
+# '?' marks a missing value in the UCI repository's files (e.g. adult); the rest are pandas' defaults
+DEFAULT_NA_VALUES: tuple[str, ...] = (
+    "?", "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+    "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+)
+
+
+def read_table(
+    path: str | Path, na_values: Sequence[str] = DEFAULT_NA_VALUES, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """A CSV (``,``-separated; ``.tsv``: tabs; ``.csv.gz``: gzipped) or parquet file as a DataFrame.
+
+    Text cells lose the whitespace around them (UCI files write ``", "`` between fields, so ``" Private"`` and
+    ``"Private"`` are one category), then a text cell equal to one of ``na_values`` is missing; CSV and parquet
+    alike. ``na_values`` replaces pandas' list of missing-value markers (the default adds ``"?"`` to it).
+
+    The rows of a CSV file are labelled by the file line they start on (the index, named ``"line"``: 1-based,
+    the header is line 1), so that errors name the line an editor shows; for files without quoted fields
+    spanning several lines these are also the line numbers of pandas' parse errors. Should Python's ``csv``
+    module and pandas disagree on the rows, and for parquet files, rows keep their positions from 0.
+
+    Args:
+        path: the file.
+        na_values: text cells that are missing values (compared after stripping whitespace).
+        columns: the column names of a CSV file without a header row. A first line that holds exactly these
+            names is taken as the header row; a first line with another number of fields raises a
+            ``ValueError``. Refused for parquet files, which name their columns.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: an unsupported suffix, or a file that cannot be parsed; the message names the file (and
+            pandas' line, for a CSV line with too many fields).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"table {path} not found")
     name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        if columns is not None:
+            raise ValueError(f"{path}: columns names the columns of a CSV file without a header row; "
+                             "a parquet file has its own names")
+        with _naming_file(path):
+            frame = pd.read_parquet(path)
+        return _clean_text(frame, na_values)
+    if not name.endswith((".csv", ".csv.gz", ".tsv")):
+        raise ValueError(f"{path}: unsupported table format; expected a file ending in {', '.join(TABLE_SUFFIXES)}")
+    sep = "\t" if name.endswith(".tsv") else ","
+    header: int | None = 0
+    if columns is not None:
+        columns = list(columns)
+        with _naming_file(path):
+            first = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False,
+                                skipinitialspace=True).iloc[0]
+        first = [str(v).strip() for v in first]
+        if len(first) != len(columns):
+            raise ValueError(f"{path}: line 1 has {len(first)} fields but columns names {len(columns)}: {columns}")
+        header = 0 if first == columns else None  # a header row equal to the names is skipped
+    with _naming_file(path):
+        frame = pd.read_csv(path, sep=sep, header=header, names=columns, skipinitialspace=True,
+                            na_values=list(na_values), keep_default_na=False)
+    if frame.shape[1] < 2:
+        raise ValueError(f"{path} has {frame.shape[1]} column: is it comma-separated with a header row?")
+    lines = _line_numbers(path, sep, header_lines=0 if header is None else 1)
+    if lines is not None and len(lines) == len(frame):
+        frame.index = lines
+    return _clean_text(frame, na_values)
+
+
+@contextmanager
+def _naming_file(path: Path) -> Iterator[None]:
+    """Re-raise a parse error of pandas or pyarrow as a ``ValueError`` that names the file."""
     try:
-        if name.endswith((".parquet", ".pq")):
-            return pd.read_parquet(path)
-        if name.endswith((".csv", ".csv.gz", ".tsv")):
-            frame = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",")
-    except (ValueError, OSError) as err:  # pandas' ParserError and pyarrow's ArrowInvalid are ValueErrors
+        yield
+    except (ValueError, OSError, NotImplementedError) as err:  # pandas' ParserError, pyarrow's ArrowInvalid
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"cannot read {path} as a {path.suffix} table: {message}; fix or replace the file") from err
-    if name.endswith((".csv", ".csv.gz", ".tsv")):
-        if frame.shape[1] < 2:
-            raise ValueError(f"{path} has {frame.shape[1]} column: is it comma-separated with a header row?")
-        return frame
-    raise ValueError(f"{path}: unsupported table format; expected a file ending in {', '.join(TABLE_SUFFIXES)}")
+
+
+def _line_numbers(path: Path, sep: str, header_lines: int) -> pd.Index | None:
+    """The file line (1-based) on which each data row of a CSV file starts, as Python's ``csv`` module splits it.
+
+    Blank lines are skipped as pandas skips them; ``None`` if the ``csv`` module cannot read the file.
+    """
+    starts, line = [], 0
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as file:
+            reader = csv.reader(file, delimiter=sep, skipinitialspace=True)
+            for record in reader:
+                if record and not (len(record) == 1 and not record[0].strip()):
+                    starts.append(line + 1)
+                line = reader.line_num
+    except (csv.Error, OSError):
+        return None
+    return pd.Index(starts[header_lines:], name="line")
+
+
+def _clean_text(frame: pd.DataFrame, na_values: Sequence[str]) -> pd.DataFrame:
+    """Strip the whitespace around every text cell; a stripped cell in ``na_values`` becomes missing."""
+    markers = set(na_values)
+    for name in frame.columns:
+        values = frame[name]
+        if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+            stripped = values.map(lambda v: v.strip() if isinstance(v, str) else v)
+            frame[name] = stripped.mask(stripped.isin(markers))
+    return frame
 
 
 def random_splits(

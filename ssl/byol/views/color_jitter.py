@@ -2,15 +2,19 @@
 
 The adjustments follow torchvision's formulas for float images in ``[0, 1]`` (each result clamped to
 ``[0, 1]``): brightness scales the image, contrast blends it with the mean of its grayscale, saturation blends
-it with its grayscale, and hue rotates the hue channel of its HSV form. Everything is branch-free: which
-samples are jittered is a ``torch.where`` on the device, and the order of the adjustments is drawn on the host,
-so no value is ever read back from the device (a GPU would otherwise stall the host at every such read).
+it with its grayscale, and hue rotates the hue channel of its HSV form. Only the samples that draw the jitter are
+computed (:func:`byol.views.random_apply.apply_with_probability`), and the order of the adjustments is drawn on
+the host, so no value is ever read back from the device (a GPU would otherwise stall the host at every such read).
 """
 
 from __future__ import annotations
 
 import torch
+from collections.abc import Callable
+
 from torch import Tensor, nn
+
+from .random_apply import apply_with_probability
 
 # ITU-R 601-2 luma weights, as torchvision's rgb_to_grayscale
 _LUMA = (0.2989, 0.587, 0.114)
@@ -21,7 +25,7 @@ def grayscale(x: Tensor) -> Tensor:
     if x.shape[1] == 1:
         return x
     r, g, b = x.unbind(1)
-    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
+    return r.mul(_LUMA[0]).add_(g, alpha=_LUMA[1]).add_(b, alpha=_LUMA[2]).unsqueeze(1)
 
 
 def _per_sample(factor: Tensor) -> Tensor:
@@ -30,20 +34,20 @@ def _per_sample(factor: Tensor) -> Tensor:
 
 def adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
     """``factor * x``, clamped to ``[0, 1]``; ``factor`` is ``(B,)``."""
-    return (_per_sample(factor) * x).clamp(0, 1)
+    return (_per_sample(factor) * x).clamp_(0, 1)  # in place on the fresh product: one pass less
 
 
 def adjust_contrast(x: Tensor, factor: Tensor) -> Tensor:
     """Blend with the per-image mean of the grayscale: ``f * x + (1 - f) * mean``, clamped."""
     mean = grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
     f = _per_sample(factor)
-    return (f * x + (1 - f) * mean).clamp(0, 1)
+    return (f * x).add_((1 - f) * mean).clamp_(0, 1)
 
 
 def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
     """Blend with the grayscale image: ``f * x + (1 - f) * gray``, clamped."""
     f = _per_sample(factor)
-    return (f * x + (1 - f) * grayscale(x)).clamp(0, 1)
+    return (f * x).add_((1 - f) * grayscale(x)).clamp_(0, 1)
 
 
 def rgb_to_hsv(x: Tensor) -> Tensor:
@@ -70,20 +74,36 @@ def hsv_to_rgb(hsv: Tensor) -> Tensor:
 
 
 def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
-    """Rotate the hue by ``shift`` ``(B,)`` turns (``[-0.5, 0.5]``), keeping saturation and value."""
-    hsv = rgb_to_hsv(x)
-    hue = torch.remainder(hsv[:, 0] + shift.view(-1, 1, 1), 1.0)
-    return hsv_to_rgb(torch.stack([hue, hsv[:, 1], hsv[:, 2]], dim=1))
+    """Rotate the hue by ``shift`` ``(B,)`` turns (``[-0.5, 0.5]``), keeping saturation and value.
+
+    :func:`rgb_to_hsv`, the shift and :func:`hsv_to_rgb` fused into fewer passes: with value ``V = max``, chroma
+    ``C = max - min`` (``= V s``) and the hue in sixths ``h6``, channel ``n`` in (R, G, B) = (5, 3, 1) becomes
+    ``V - C clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + h6 + 6 shift) mod 6``. Grey pixels (``C = 0``) stay
+    ``V`` whatever their hue, so their division guard's value does not matter.
+    """
+    r, g, b = x.unbind(1)
+    value = torch.maximum(torch.maximum(r, g), b)
+    chroma = value - torch.minimum(torch.minimum(r, g), b)
+    safe = torch.where(chroma > 0, chroma, 1.0)
+    sixths = torch.where(value == r, (g - b) / safe, torch.where(value == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    sixths = sixths.add_(6 * shift.view(-1, 1, 1)).unsqueeze(1)
+    n = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)  # made on the device
+    k = torch.remainder(sixths + n, 6)
+    ramp = torch.minimum(k, 4 - k).clamp_(0, 1)
+    return value.unsqueeze(1) - chroma.unsqueeze(1) * ramp
 
 
 ADJUSTMENTS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 
 
-def color_jitter(x: Tensor, factors: Tensor, order: list[int]) -> Tensor:
+def color_jitter(
+    x: Tensor, factors: Tensor, order: list[int], adjustments: tuple[Callable, ...] = ADJUSTMENTS
+) -> Tensor:
     """Apply the adjustments numbered in ``order`` (0 brightness, 1 contrast, 2 saturation, 3 hue) to images
-    ``(B, C, H, W)`` in ``[0, 1]``, with per-sample ``factors`` ``(B, 4)`` in that numbering."""
+    ``(B, C, H, W)`` in ``[0, 1]``, with per-sample ``factors`` ``(B, 4)`` in that numbering (``adjustments``:
+    the four functions, e.g. compiled)."""
     for i in order:
-        x = ADJUSTMENTS[i](x, factors[:, i])
+        x = adjustments[i](x, factors[:, i])
     return x
 
 
@@ -97,9 +117,14 @@ class RandomColorJitter(nn.Module):
     Args:
         brightness, contrast, saturation, hue: the strengths ``s`` (``hue`` in turns, at most 0.5).
         p: probability that a sample is jittered.
+        compile: run each adjustment through ``torch.compile`` (dynamic shapes: the number of jittered samples
+            changes every call), which fuses its element-wise chain into one pass; compiled on first use, in
+            each process (a minute or so on a CPU).
     """
 
-    def __init__(self, brightness: float, contrast: float, saturation: float, hue: float, p: float = 1.0) -> None:
+    def __init__(
+        self, brightness: float, contrast: float, saturation: float, hue: float, p: float = 1.0, compile: bool = False
+    ) -> None:
         super().__init__()
         if not 0 <= hue <= 0.5:
             raise ValueError(f"hue jitter must be in [0, 0.5], got {hue}")
@@ -109,13 +134,31 @@ class RandomColorJitter(nn.Module):
         # factor ranges as (non-persistent) buffers: they move with the module, so no call copies them over
         self.register_buffer("low", torch.tensor([max(0.0, 1 - s) for s in self.strengths[:3]] + [-hue]), False)
         self.register_buffer("high", torch.tensor([1 + s for s in self.strengths[:3]] + [hue]), False)
-        self.p = p
+        self.p, self.compile = p, compile
+        self._compiled: tuple[Callable, ...] | None = None
+
+    def __getstate__(self) -> dict:
+        """Pickled (e.g. to DDP's spawned processes) without the compiled functions, which each process makes."""
+        return {**self.__dict__, "_compiled": None}
+
+    @property
+    def adjustments(self) -> tuple[Callable, ...]:
+        """The four adjustments, compiled on first use when ``compile`` is set."""
+        if not self.compile:
+            return ADJUSTMENTS
+        if self._compiled is None:
+            self._compiled = tuple(torch.compile(f, dynamic=True) for f in ADJUSTMENTS)
+        return self._compiled
 
     def forward(self, x: Tensor) -> Tensor:
-        """Jittered images ``(B, C, H, W)`` in ``[0, 1]``; saturation and hue need ``C = 3``."""
+        """Images ``(B, C, H, W)`` in ``[0, 1]``, each jittered with probability ``p`` (only those are computed);
+        saturation and hue need ``C = 3``."""
+        return apply_with_probability(x, self.p, self.jitter)
+
+    def jitter(self, x: Tensor) -> Tensor:
+        """Every sample of ``(n, C, H, W)`` jittered with its own factors, the adjustments in one random order."""
         u = torch.rand(x.shape[0], 4, device=x.device, dtype=x.dtype)
         factors = (self.low + (self.high - self.low) * u).to(x.dtype)
         active = [i for i in range(4) if self.strengths[i] > 0]
         order = [active[i] for i in torch.randperm(len(active)).tolist()]  # host RNG: no device read
-        apply = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < self.p
-        return torch.where(apply, color_jitter(x, factors, order), x)
+        return color_jitter(x, factors, order, self.adjustments)

@@ -34,7 +34,8 @@ from kornia.geometry.transform import resize
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from .color_jitter import RandomColorJitter
+from .color_jitter import RandomColorJitter, grayscale
+from .random_apply import apply_with_probability
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -83,8 +84,9 @@ def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
 
 
 class _RandomGaussianBlur(nn.Module):
-    """Gaussian blur with sigma uniform in ``sigma`` per sample, applied with probability ``p`` (no device reads:
-    kornia's blur checks its sigma on the host, which on a GPU waits for every queued kernel)."""
+    """Gaussian blur with sigma uniform in ``sigma`` per sample, applied with probability ``p``, computed for the
+    blurred samples only (no device reads: kornia's blur checks its sigma on the host, which on a GPU waits for
+    every queued kernel)."""
 
     def __init__(self, kernel_size: int, sigma: tuple[float, float], p: float) -> None:
         super().__init__()
@@ -95,14 +97,18 @@ class _RandomGaussianBlur(nn.Module):
         self.kernel_size, self.sigma, self.p = kernel_size, sigma, p
 
     def forward(self, x: Tensor) -> Tensor:
+        return apply_with_probability(x, self.p, self.blur)
+
+    def blur(self, x: Tensor) -> Tensor:
+        """Every sample of ``(n, C, H, W)`` blurred with its own sigma."""
         low, high = self.sigma
         sigma = low + (high - low) * torch.rand(x.shape[0], device=x.device)
-        apply = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < self.p
-        return torch.where(apply, gaussian_blur(x, sigma, self.kernel_size), x)
+        return gaussian_blur(x, sigma, self.kernel_size)
 
 
 class _RandomSolarize(nn.Module):
-    """Per-sample solarization at threshold 0.5 of ``[0, 1]`` images, applied with probability ``p``.
+    """Per-sample solarization at threshold 0.5 of ``[0, 1]`` images, applied with probability ``p`` (computed for
+    those samples only).
 
     Pixels ``>= 0.5`` become ``1 - x`` (the convention of the BYOL paper, torchvision and kornia; at exactly 0.5 both
     branches give 0.5, so ``>=`` versus ``>`` makes no difference). Written here rather than with kornia's
@@ -114,8 +120,35 @@ class _RandomSolarize(nn.Module):
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
-        apply = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < self.p
-        return torch.where(apply & (x >= 0.5), 1 - x, x)
+        return apply_with_probability(x, self.p, solarize)
+
+
+def solarize(x: Tensor) -> Tensor:
+    """``x`` below 0.5, ``1 - x`` from 0.5 on, for ``[0, 1]`` images."""
+    return torch.where(x >= 0.5, 1 - x, x)
+
+
+class _RandomGrayscale(nn.Module):
+    """Per-sample colour dropping with probability ``p``: RGB ``(B, 3, H, W)`` to its luma (torchvision's
+    ITU-R 601-2 weights) repeated on the three channels, computed for those samples only."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return apply_with_probability(x, self.p, lambda s: grayscale(s).expand_as(s))
+
+
+class _RandomHorizontalFlip(nn.Module):
+    """Per-sample horizontal flip with probability ``p``, computed for those samples only."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return apply_with_probability(x, self.p, lambda s: s.flip(-1))
 
 
 def _check_prob(name: str, value: float) -> None:
@@ -177,7 +210,9 @@ class BYOLImageViews(nn.Module):
     shrinking) -> horizontal flip -> colour jitter (with probability ``jitter_prob``) -> random grayscale ->
     Gaussian blur -> solarize -> normalisation with ``mean``/``std``. The views differ only in the blur and
     solarize probabilities (see the module docstring for the paper's table). Ops whose probability is 0 are not
-    built. Augmentation always runs in float32, also under ``torch.autocast``.
+    built. An op with probability ``p`` is computed for the samples that draw it only (a host-drawn binomial count,
+    a device-drawn subset: :mod:`byol.views.random_apply`), so its cost is proportional to ``p``. Augmentation
+    always runs in float32, also under ``torch.autocast``.
 
     Colour jitter is :class:`byol.views.color_jitter.RandomColorJitter` (torchvision's formulas; brightness,
     contrast and saturation factors uniform in ``[1 - s, 1 + s]``, hue shift uniform in ``[-h, h]``, drawn per
@@ -200,6 +235,7 @@ class BYOLImageViews(nn.Module):
         blur_sigma: range of the blur's standard deviation, in pixels.
         blur_kernel_size: side of the blur kernel; ``None`` uses :func:`default_blur_kernel_size` of ``size``.
         solarize_prob: solarization probability for view 1 and view 2.
+        compile_jitter: fuse each colour adjustment with ``torch.compile`` (see :class:`RandomColorJitter`).
 
     Saturation, hue and grayscale need RGB images: with ``len(mean) != 3`` they must be 0.
     """
@@ -218,6 +254,7 @@ class BYOLImageViews(nn.Module):
         blur_sigma: tuple[float, float] = (0.1, 2.0),
         blur_kernel_size: int | None = None,
         solarize_prob: tuple[float, float] = (0.0, 0.2),
+        compile_jitter: bool = False,
     ) -> None:
         super().__init__()
         for name, value in [
@@ -242,11 +279,11 @@ class BYOLImageViews(nn.Module):
                 _RandomResizedCrop((size, size), scale=crop_scale, resample="bilinear", align_corners=False)
             ]
             if flip_prob > 0:
-                ops.append(K.RandomHorizontalFlip(p=flip_prob))
+                ops.append(_RandomHorizontalFlip(flip_prob))
             if jitter_prob > 0 and any(jitter):
-                ops.append(RandomColorJitter(*jitter, p=jitter_prob))
+                ops.append(RandomColorJitter(*jitter, p=jitter_prob, compile=compile_jitter))
             if grayscale_prob > 0:
-                ops.append(K.RandomGrayscale(p=grayscale_prob))
+                ops.append(_RandomGrayscale(grayscale_prob))
             if blur_p > 0:
                 ops.append(_RandomGaussianBlur(kernel, blur_sigma, p=blur_p))
             if solarize_p > 0:
