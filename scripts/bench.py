@@ -139,7 +139,7 @@ class Context:
     device: torch.device
     sizes: Sizes
     workers: int
-    profile_dir: Path | None = None  # where the loader section writes torch.profiler tables (``--profile``)
+    profile_dir: Path | None = None  # where the views and loader sections write profiler tables (``--profile``)
 
     @property
     def cuda(self) -> bool:
@@ -466,8 +466,27 @@ def bench_views(ctx: Context) -> list[dict]:
                 continue
             rows.append(row("views", setting, "img/s", n / timings["ours"].median, n / timings[name].median,
                             config=config))
+        if ctx.profile_dir is not None:
+            with threads(None if ctx.cuda else 1):
+                profile_views(views, images[:batch].to(ctx.device), ctx.device,
+                              ctx.profile_dir / f"profile_views_{size}px.txt")
         del loaders  # stops the persistent workers
     return rows
+
+
+def profile_views(views: nn.Module, images: torch.Tensor, device: torch.device, path: Path) -> None:
+    """Write torch.profiler's table of one call of ``views`` on a batch to ``path``: where the time that remains
+    goes, ops by self time on the device (CUDA) or the host."""
+    views(images)  # warm-up
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA]
+                                                           if device.type == "cuda" else [])
+    with torch.profiler.profile(activities=activities, acc_events=True) as prof:
+        views(images)
+        sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    path.write_text(f"views of {len(images)} images, ops sorted by {key}\n"
+                    f"{prof.key_averages().table(sort_by=key, row_limit=25)}\n")
+    console.print(f"  profile written to {path}")
 
 
 # ----- (c) training step ----------------------------------------------------------------------------------------
@@ -1106,7 +1125,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="DataLoader workers")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     parser.add_argument("--profile", action="store_true",
-                        help="loader section: also write torch.profiler tables of the attached steps next to --out")
+                        help="views and loader sections: also write torch.profiler tables next to --out")
     args = parser.parse_args()
     unknown = set(args.only.split(",")) - set(SECTIONS)
     if unknown:

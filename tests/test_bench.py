@@ -39,9 +39,10 @@ def test_ratio_is_ours_speed_over_the_reference_for_rates_and_for_times(bench):
     assert bench.row("x", "alone", "img/s", 30.0, None)["ratio"] is None
 
 
-def test_views_rows_compare_ours_with_torchvision_and_lightly_and_say_when_lightly_is_missing(bench, monkeypatch):
-    ctx = tiny_context(bench)
+def test_views_rows_compare_ours_with_torchvision_and_lightly_and_say_when_lightly_is_missing(bench, monkeypatch, tmp_path):
+    ctx = tiny_context(bench, profile_dir=tmp_path)
     rows = bench.bench_views(ctx)
+    assert "aten::" in (tmp_path / "profile_views_32px.txt").read_text()
     assert [r["setting"].split(", vs ")[1].split(",")[0] for r in rows] == ["torchvision", "lightly"]
     for r in rows:
         times = r["config"]["times_s"]
