@@ -7,6 +7,7 @@ indexing) waits for all queued kernels, and so does a host value made into a dev
 """
 
 import traceback
+from functools import partial
 
 import pytest
 import torch
@@ -71,7 +72,14 @@ def test_byol_a_views_read_nothing_back():
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
-@pytest.mark.parametrize("optimizer_class", [torch.optim.SGD, Lars], ids=["sgd", "lars"])
+@pytest.mark.parametrize(
+    "optimizer_class",
+    # timm's LARS as the recipes set it (weight decay, so the trust ratio runs), per parameter (timm's CPU default)
+    # and multi-tensor (its default on CUDA: one set of ops for all parameters)
+    [torch.optim.SGD,
+     *(partial(Lars, weight_decay=1e-5, trust_coeff=0.02, trust_clip=True, foreach=f) for f in (False, True))],
+    ids=["sgd", "lars", "lars-foreach"],
+)
 def test_a_byol_training_step_reads_nothing_back(make_model, monkeypatch, optimizer_class):
     """Views, both networks, loss, probe, backward, optimizer step (SGD, or LARS as the recipes use) and EMA. The
     loss check reads the flag it keeps on the device only on logging steps (and at once on a CPU, where reading
