@@ -53,6 +53,15 @@ def test_every_recipe_is_smoke_tested():
         assert config in CONFIGS or audio or table, f"{config.name} has no smoke test"
 
 
+def test_recipes_with_convolutions_let_cudnn_pick_its_algorithms():
+    """``trainer.benchmark``: image and audio recipes (convolutional encoders, fixed input sizes) turn cuDNN's
+    autotuner on; without it PyTorch uses its default algorithms, slower on a GPU."""
+    for config in (TESTS.parent / "configs").glob("*.yaml"):
+        recipe = yaml.safe_load(config.read_text())
+        if not recipe["data"]["class_path"].startswith("byol.data.tabular."):
+            assert recipe["trainer"].get("benchmark") is True, config.name
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_config_runs_one_step(config: Path, tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
