@@ -15,17 +15,20 @@ the numpy globals needed to rebuild arrays.
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
 import struct
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
+from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
@@ -40,6 +43,7 @@ _STL10_SIDE = 96
 _STL10_IMAGE_BYTES = 3 * _STL10_SIDE * _STL10_SIDE
 _IDX_IMAGES_MAGIC = 2051
 _IDX_LABELS_MAGIC = 2049
+_EXIF_ORIENTATION = 0x0112
 
 
 def _resize_square(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -52,6 +56,163 @@ def _resize_square(image: torch.Tensor, size: int) -> torch.Tensor:
 def _check_size(size: int) -> None:
     if size < 1:
         raise ValueError(f"size must be a positive integer, got {size}")
+
+
+def _fit_square(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a ``(C, H, W)`` uint8 image so its shorter side is ``size`` (bilinear, antialiased), then
+    centre-crop it to ``(C, size, size)``; on the image's device."""
+    image = TF.resize(image, [size], antialias=True)
+    return TF.center_crop(image, [size, size])
+
+
+def _plain_jpeg(data: bytes, size: int) -> bool:
+    """Whether torchvision's JPEG decoder gives, for this file, what :class:`ImageFolder`'s PIL path gives.
+
+    True for a JPEG (not MPO) in mode ``L`` or ``RGB`` (not CMYK), without EXIF rotation, that PIL would not
+    decode at reduced scale for ``size`` (``draft``: both sides at least twice ``size``). Reads the header only.
+    """
+    if not data.startswith(b"\xff\xd8"):
+        return False
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format != "JPEG" or img.mode not in ("L", "RGB"):
+                return False
+            if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                return False
+            full = img.size
+            img.draft(None, (size, size))
+            return img.size == full
+    except Exception:  # noqa: BLE001 (PIL says what is wrong with the file when the per-file path decodes it)
+        return False
+
+
+def decode_jpeg_batch(
+    encoded: Sequence[torch.Tensor], size: int, device: torch.device | str = "cpu", grayscale: bool = False
+) -> torch.Tensor:
+    """Decode ``B`` JPEG files and fit each to ``size x size``: ``(B, C, size, size)`` uint8 on ``device``.
+
+    ``encoded`` holds each file's bytes as a 1-D uint8 tensor on the host. On a CUDA device the files are
+    decoded together by nvjpeg (``torchvision.io.decode_jpeg`` with a list; a batch it rejects is decoded on
+    the CPU, with a warning), elsewhere one by one by libjpeg-turbo. Each image is then resized so its shorter
+    side is ``size`` (bilinear, antialiased) and centre-cropped, on ``device``, as :class:`ImageFolder` does.
+    ``C`` is 1 when ``grayscale`` (the luma of colour files), else 3 (grey files replicated). For files that
+    pass :func:`_plain_jpeg`, the result is within JPEG decoder tolerance of ImageFolder's PIL path (on the
+    CPU: the same libjpeg-turbo, so equal pixels for RGB).
+    """
+    mode = ImageReadMode.GRAY if grayscale else ImageReadMode.RGB
+    files = list(encoded)
+    try:
+        images = decode_jpeg(files, mode=mode, device=device)
+    except RuntimeError as e:
+        if torch.device(device).type != "cuda":
+            raise
+        warnings.warn(f"the device's JPEG decoder failed on a batch ({e}); decoding it on the CPU", stacklevel=2)
+        images = [image.to(device) for image in decode_jpeg(files, mode=mode)]
+    return torch.stack([_fit_square(image, size) for image in images])
+
+
+@dataclass(frozen=True)
+class EncodedJpeg:
+    """One sample's JPEG file, still encoded (``ImageFolder(decode="device")``); :func:`collate_images` batches
+    these into :class:`EncodedImages`."""
+
+    data: bytes
+    size: int
+    grayscale: bool
+    path: str
+
+
+class EncodedImages:
+    """A batch of ``B`` images, the JPEGs among them still encoded, that ``.to(device)`` decodes on ``device``.
+
+    Lightning moves a batch to the device by calling ``.to(device)`` on each element that has a ``to`` method,
+    so the batch ``[EncodedImages, labels]`` of ``ImageFolder(decode="device")`` reaches the method's
+    ``on_after_batch_transfer`` as ``[images, labels]``: ``(B, C, S, S)`` uint8 on the device, the JPEGs
+    decoded there (:func:`decode_jpeg_batch`; nvjpeg on a GPU). The encoded bytes stay on the host (pinned by
+    the DataLoader's ``pin_memory``), where the decoder reads them.
+
+    Args:
+        jpegs: the encoded files, concatenated: 1-D uint8 on the host.
+        lengths: the byte length of each file in ``jpegs``, in order.
+        paths: the path of each file in ``jpegs`` (named when one fails to decode).
+        is_jpeg: per batch position, whether it holds the next file of ``jpegs`` or the next image of ``others``.
+        others: ``(K, C, S, S)`` uint8 images already decoded (by PIL in the workers: the files the batched
+            decoder does not take, see :func:`_plain_jpeg`).
+        size: ``S``.
+        grayscale: ``C = 1`` instead of 3.
+    """
+
+    def __init__(
+        self,
+        jpegs: torch.Tensor,
+        lengths: list[int],
+        paths: list[str],
+        is_jpeg: list[bool],
+        others: torch.Tensor,
+        size: int,
+        grayscale: bool,
+    ) -> None:
+        self.jpegs, self.lengths, self.paths, self.is_jpeg, self.others = jpegs, lengths, paths, is_jpeg, others
+        self.size, self.grayscale = size, grayscale
+
+    def __len__(self) -> int:
+        return len(self.is_jpeg)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> torch.Tensor:
+        """The batch decoded on ``device``: ``(B, C, S, S)`` uint8, in batch order."""
+        others = iter(self.others.to(device, non_blocking=non_blocking))
+        if not self.lengths:
+            return torch.stack(list(others))
+        files = list(self.jpegs.split(self.lengths))
+        try:
+            decoded = iter(decode_jpeg_batch(files, self.size, device, self.grayscale))
+        except RuntimeError as e:
+            failing = [path for path, file in zip(self.paths, files) if not _decodes_on_cpu(file)]
+            raise RuntimeError(
+                f"failed to decode image(s) {', '.join(failing) or '(none fails alone)'} on {device}: {e}; replace or "
+                "remove them (ImageFolder's decode: cpu decodes on the CPU what PIL can)"
+            ) from e
+        return torch.stack([next(decoded) if jpeg else next(others) for jpeg in self.is_jpeg])
+
+    def pin_memory(self) -> EncodedImages:
+        """The DataLoader's ``pin_memory`` calls this: page-locked host memory, read faster by the device."""
+        return EncodedImages(
+            self.jpegs.pin_memory(), self.lengths, self.paths, self.is_jpeg, self.others.pin_memory(), self.size,
+            self.grayscale,
+        )
+
+
+def _decodes_on_cpu(file: torch.Tensor) -> bool:
+    try:
+        decode_jpeg(file)
+    except RuntimeError:
+        return False
+    return True
+
+
+def collate_images(samples: list[Any]) -> Any:
+    """``default_collate``, except for ``(image, label)`` samples some of whose images are :class:`EncodedJpeg`.
+
+    Those become ``[EncodedImages, labels]`` (``(B,)`` int64 labels), which the transfer to the device turns
+    into ``[(B, C, S, S) uint8, labels]``, as ``default_collate`` gives for decoded images. The collate of
+    :class:`~byol.data.DataModule`'s loaders.
+    """
+    encoded = [s[0] for s in samples if isinstance(s, tuple) and len(s) == 2 and isinstance(s[0], EncodedJpeg)]
+    if not encoded:
+        return default_collate(samples)
+    size, grayscale = encoded[0].size, encoded[0].grayscale
+    others = [image for image, _ in samples if not isinstance(image, EncodedJpeg)]
+    channels = 1 if grayscale else 3
+    images = EncodedImages(
+        jpegs=torch.from_numpy(np.frombuffer(b"".join(e.data for e in encoded), dtype=np.uint8).copy()),
+        lengths=[len(e.data) for e in encoded],
+        paths=[e.path for e in encoded],
+        is_jpeg=[isinstance(image, EncodedJpeg) for image, _ in samples],
+        others=torch.stack(others) if others else torch.empty((0, channels, size, size), dtype=torch.uint8),
+        size=size,
+        grayscale=grayscale,
+    )
+    return [images, torch.tensor([label for _, label in samples], dtype=torch.int64)]
 
 
 class _ArrayImages(Dataset[tuple[torch.Tensor, int]]):
@@ -73,8 +234,21 @@ class _ArrayImages(Dataset[tuple[torch.Tensor, int]]):
         raise NotImplementedError
 
     def _finish(self, image: torch.Tensor) -> torch.Tensor:
-        """Post-process one decoded ``(C, H, W)`` image; identity by default."""
+        """Post-process decoded ``(..., C, H, W)`` images (one, or a batch); identity by default."""
         return image
+
+    def arrays(self, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole dataset at once, on the host: ``(N, C, H, W)`` uint8 images and ``(N,)`` int64 labels.
+
+        ``images[i], labels[i]`` equal ``self[i]``; ``_finish`` runs on batches of ``chunk`` images. Used to hold
+        the dataset on the training device (:class:`~byol.data.device_data.DeviceBatches`).
+        """
+        parts = self._parts if self._parts is not None else self._load_parts()
+        images = torch.cat([torch.from_numpy(np.ascontiguousarray(part, dtype=np.uint8)) for part in parts])
+        if len(images) != len(self):
+            raise IndexError(f"{len(images)} images read from disk for {len(self)} labels (did the files change?)")
+        images = torch.cat([self._finish(batch) for batch in images.split(chunk)])
+        return images, torch.tensor(self.targets, dtype=torch.int64)
 
     @property
     def num_classes(self) -> int:
@@ -122,6 +296,11 @@ class ImageFolder(Dataset[tuple[torch.Tensor, int]]):
     large photos), keeping both sides at least ``size``, before that resize.
     Hidden files and folders (names starting with ``.``) are ignored.
 
+    A ``DataLoader`` with a batch size calls :meth:`__getitems__`, which reads a batch of files at once and,
+    unless ``decode="pil"``, decodes its JPEGs together with ``torchvision.io.decode_jpeg`` (libjpeg-turbo, as
+    PIL's; ``"device"``: on the training device, after the transfer). JPEGs that PIL would decode differently
+    (CMYK, EXIF-rotated, drafted at reduced scale) and other formats take the per-file PIL path above.
+
     Args:
         root: the folder.
         size: output side length ``S``; samples are ``(C, S, S)`` uint8.
@@ -131,6 +310,14 @@ class ImageFolder(Dataset[tuple[torch.Tensor, int]]):
             every file is decoded once at construction; the ones that fail are
             dropped, listed in ``skipped`` and reported with a warning.
         extensions: file suffixes (case-insensitive) that count as images.
+        decode: how :meth:`__getitems__` decodes a batch's JPEGs. ``"pil"``: one
+            by one with PIL, as :meth:`__getitem__`. ``"cpu"``: together with
+            torchvision's decoder, in the worker (the same pixels as PIL for RGB
+            files). ``"device"``: not in the worker: the batch's images are an
+            :class:`EncodedImages` that the transfer to the device (Lightning's
+            ``.to(device)``) decodes there, with nvjpeg on a GPU; needs
+            :func:`collate_images` as the loader's ``collate_fn``
+            (:class:`~byol.data.DataModule`'s loaders use it).
 
     Attributes:
         classes: sorted class names (empty when unlabeled).
@@ -152,10 +339,14 @@ class ImageFolder(Dataset[tuple[torch.Tensor, int]]):
         grayscale: bool = False,
         on_corrupt: Literal["raise", "skip"] = "raise",
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        decode: Literal["pil", "cpu", "device"] = "cpu",
     ) -> None:
         _check_size(size)
         if on_corrupt not in ("raise", "skip"):
             raise ValueError(f"on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")
+        if decode not in ("pil", "cpu", "device"):
+            raise ValueError(f"decode must be 'pil', 'cpu' or 'device', got {decode!r}")
+        self.decode = decode
         self.root = Path(root)
         self.size = size
         self.grayscale = grayscale
@@ -222,10 +413,11 @@ class ImageFolder(Dataset[tuple[torch.Tensor, int]]):
             stacklevel=3,
         )
 
-    def _decode(self, path: Path) -> Image.Image:
-        """Fully decode one file to an RGB or L PIL image; ``RuntimeError`` naming the file on failure."""
+    def _decode(self, path: Path, data: bytes | None = None) -> Image.Image:
+        """Fully decode one file (its bytes ``data`` if given) to an RGB or L PIL image; ``RuntimeError`` naming
+        the file on failure."""
         try:
-            with Image.open(path) as img:
+            with Image.open(path if data is None else io.BytesIO(data)) as img:
                 img.draft(None, (self.size, self.size))  # JPEG: decode at 1/2-1/8 scale while both sides stay >= size
                 img.load()
                 img = ImageOps.exif_transpose(img)
@@ -248,13 +440,56 @@ class ImageFolder(Dataset[tuple[torch.Tensor, int]]):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        """Return ``(image, label)``: ``image`` is uint8 ``(C, size, size)``."""
-        array = np.asarray(self._decode(self.paths[index]))
+    def _pil_image(self, index: int, data: bytes | None = None) -> torch.Tensor:
+        """Sample ``index`` decoded by PIL (from its bytes ``data`` if given): uint8 ``(C, size, size)``."""
+        array = np.asarray(self._decode(self.paths[index], data))
         image = torch.from_numpy(array.copy())
         image = image.unsqueeze(0) if image.ndim == 2 else image.permute(2, 0, 1)
-        image = TF.resize(image, [self.size], antialias=True)
-        return TF.center_crop(image, [self.size, self.size]), self.targets[index]
+        return _fit_square(image, self.size)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        """Return ``(image, label)``: ``image`` is uint8 ``(C, size, size)``, decoded by PIL."""
+        return self._pil_image(index), self.targets[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor | EncodedJpeg, int]]:
+        """``[(image, label)]`` for a batch of indices, in order (``DataLoader``'s auto-collation calls this).
+
+        ``decode="pil"``: ``[self[i] for i in indices]``. Otherwise each file is read once; the JPEGs that
+        torchvision decodes as PIL does (:func:`_plain_jpeg`) are decoded together by :func:`decode_jpeg_batch`
+        (``"cpu"``) or left encoded as :class:`EncodedJpeg` (``"device"``); every other file is decoded by PIL
+        as in :meth:`__getitem__`. Decoded images are uint8 ``(C, size, size)``.
+        """
+        if self.decode == "pil":
+            return [self[i] for i in indices]
+        images: list[torch.Tensor | EncodedJpeg] = []
+        for i in indices:
+            data = self._read(self.paths[i])
+            plain = _plain_jpeg(data, self.size)
+            images.append(EncodedJpeg(data, self.size, self.grayscale, str(self.paths[i])) if plain
+                          else self._pil_image(i, data))
+        if self.decode == "cpu":
+            self._decode_encoded(images, indices)
+        return [(image, self.targets[i]) for image, i in zip(images, indices)]
+
+    def _decode_encoded(self, images: list[torch.Tensor | EncodedJpeg], indices: Sequence[int]) -> None:
+        """Replace the :class:`EncodedJpeg` in ``images`` by their decoded ``(C, size, size)`` images, in place."""
+        at = [k for k, image in enumerate(images) if isinstance(image, EncodedJpeg)]
+        if not at:
+            return
+        files = [torch.from_numpy(np.frombuffer(images[k].data, dtype=np.uint8).copy()) for k in at]
+        try:
+            decoded = list(decode_jpeg_batch(files, self.size, "cpu", self.grayscale))
+        except RuntimeError:  # a file libjpeg rejects: PIL decodes it as it can, or raises naming it
+            decoded = [self._pil_image(indices[k]) for k in at]
+        for k, image in zip(at, decoded):
+            images[k] = image
+
+    @staticmethod
+    def _read(path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise RuntimeError(f"failed to read image {path}: {e}") from e
 
 
 class _RestrictedUnpickler(pickle.Unpickler):

@@ -36,7 +36,34 @@ class ResumableSampler(DistributedSampler):
         return iter(indices[skip:])
 
 
-class ResumableDataLoader(DataLoader):
+class ResumableBatches:
+    """The resumable state of a batch loader over a :class:`ResumableSampler`: its epoch and the batches delivered.
+
+    Shared by :class:`ResumableDataLoader` and :class:`~byol.data.device_data.DeviceBatches`, so their
+    ``state_dict`` is the same ``{"epoch", "batches"}`` and a checkpoint of one resumes the other.
+    Users set ``sampler``, ``batch_size`` and ``delivered``.
+    """
+
+    sampler: ResumableSampler
+    batch_size: int
+    delivered: int
+
+    def _start_epoch(self) -> None:
+        """Call as an epoch's iteration starts, before the sampler is read: a resumed epoch starts at its skip."""
+        resumed = self.sampler.epoch == self.sampler.skip_epoch
+        self.delivered = self.sampler.skip // self.batch_size if resumed else 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "batches": self.delivered}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Skip what epoch ``state["epoch"]`` already delivered; a finished epoch leaves nothing to skip in the next."""
+        self.sampler.set_epoch(state["epoch"])
+        self.sampler.skip_epoch = state["epoch"]
+        self.sampler.skip = state["batches"] * self.batch_size
+
+
+class ResumableDataLoader(ResumableBatches, DataLoader):
     """DataLoader with ``state_dict``/``load_state_dict``, which Lightning saves in its checkpoints.
 
     The state is the sampler's epoch and the number of batches this loader has
@@ -52,17 +79,7 @@ class ResumableDataLoader(DataLoader):
         self.delivered = 0
 
     def __iter__(self) -> Iterator[Any]:
-        resumed = self.sampler.epoch == self.sampler.skip_epoch
-        self.delivered = self.sampler.skip // self.batch_size if resumed else 0
+        self._start_epoch()
         for batch in super().__iter__():
             self.delivered += 1
             yield batch
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.sampler.epoch, "batches": self.delivered}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Skip what epoch ``state["epoch"]`` already delivered; a finished epoch leaves nothing to skip in the next."""
-        self.sampler.set_epoch(state["epoch"])
-        self.sampler.skip_epoch = state["epoch"]
-        self.sampler.skip = state["batches"] * self.batch_size
