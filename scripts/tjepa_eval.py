@@ -5,14 +5,19 @@
     python scripts/tjepa_eval.py -c configs/tjepa_csv.yaml --out my.json -- --data.init_args.path my.csv \\
         --data.init_args.target income --trainer.max_epochs 50
 
-Everything after ``--`` goes to ``byol fit`` (config overrides). The
-pretraining runs exactly as ``byol fit -c CONFIG`` (same seed, loggers and
-checkpoints); then the frozen target encoder is evaluated with the paper's
-downstream protocol (:func:`byol.eval.tabular.compare`) on the config's
-train/validation/test splits. Prints a table and writes JSON (default:
-``<trainer.default_root_dir>/tjepa_eval.json``). SIGTERM or SIGINT stops it
-with exit code 143 / 130 and ``byol: interrupted by SIGTERM (last checkpoint:
-PATH)`` (:func:`byol.core.signals.exit_on_interrupt`).
+Everything after ``--`` goes to ``byol fit`` (config overrides). Before
+pretraining, the table is checked for what the comparison needs (a target
+column, a validation and a test split: :func:`byol.eval.tabular.check_tabular_data`).
+The pretraining runs exactly as ``byol fit -c CONFIG`` (same seed, loggers and
+checkpoints); the frozen target encoder is exported to
+``<trainer.default_root_dir>/backbone`` and evaluated with the paper's
+downstream protocol (:func:`byol.eval.tabular.tabular_protocol`, as
+``byol eval tabular`` does for any exported backbone) on the config's
+train/validation/test splits. Prints a table, writes JSON (default:
+``<trainer.default_root_dir>/tjepa_eval.json``) and a record under
+``backbone/results/`` (``byol results DIR/backbone`` lists them). SIGTERM or
+SIGINT stops it with exit code 143 / 130 and ``byol: interrupted by SIGTERM
+(last checkpoint: PATH)`` (:func:`byol.core.signals.exit_on_interrupt`).
 """
 
 from __future__ import annotations
@@ -23,13 +28,13 @@ import time
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.table import Table
 from threadpoolctl import threadpool_limits
 
 from byol.cli import ByolCLI
 from byol.core.signals import exit_on_interrupt
-from byol.eval.tabular import HeadConfig, compare
+from byol.eval.protocols import write_tabular_record
+from byol.eval.tabular import HeadConfig, check_tabular_data, print_tabular_table, tabular_protocol
+from byol.export import export_backbone
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -49,49 +54,43 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     return args, [a for a in rest if a != "--"]
 
 
-def print_table(results: dict, title: str) -> None:
-    higher_better = results["task"] == "classification"
-    table = Table(title=title)
-    table.add_column("model")
-    table.add_column(("accuracy (%)" if higher_better else "RMSE") + ", test, mean ± std", justify="right")
-    table.add_column("validation, mean", justify="right")
-    table.add_column("seeds", justify="right")
-    for name, s in results["models"].items():
-        table.add_row(name, f"{s['test_mean']:.4f} ± {s['test_std']:.4f}", f"{s['val_mean']:.4f}", str(len(s["test"])))
-    Console().print(table)
-
-
 def main(argv: list[str] | None = None) -> dict:
     args, overrides = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     with threadpool_limits(args.threads):
         cli = ByolCLI(args=["--config", args.config, *overrides], run=False)
+        data, model = cli.datamodule, cli.model
+        try:
+            check_tabular_data(data)  # before pretraining, not after
+        except ValueError as err:
+            raise SystemExit(f"tjepa_eval: error: {err}") from None
         start = time.perf_counter()
-        cli.trainer.fit(cli.model, cli.datamodule)
+        cli.trainer.fit(model, data)
         pretrain_s = time.perf_counter() - start
-        data, pre = cli.datamodule, cli.datamodule.preprocessing
-        if pre.task is None or data.val_set is None:
-            raise SystemExit("the downstream comparison needs a target column and a validation split")
+        root = Path(cli.trainer.default_root_dir)
+        backbone_dir = export_backbone(model.backbone, root / "backbone", model.export_preprocessing(),
+                                       method=type(model).__name__, config=args.config,
+                                       epochs=cli.trainer.current_epoch, global_step=cli.trainer.global_step)
         start = time.perf_counter()
-        results = compare(
-            cli.model.backbone, data.train_set, data.val_set, data.test_set, pre.task, pre.num_classes,
-            pre.cardinalities, args.seeds, args.heads, args.reduction,
-            HeadConfig(batch_size=args.batch_size, max_epochs=args.max_epochs),
-        )
+        config = HeadConfig(batch_size=args.batch_size, max_epochs=args.max_epochs)
+        results = tabular_protocol(model.backbone, data.preprocessing, data, args.seeds, args.heads, args.reduction,
+                                   config)
+    downstream_s = time.perf_counter() - start
     results.update(
         config=args.config, overrides=overrides, pretrain_seconds=round(pretrain_s, 1),
-        downstream_seconds=round(time.perf_counter() - start, 1), pretrain_steps=cli.trainer.global_step,
-        pretrain_epochs=cli.trainer.current_epoch, rows={"train": len(data.train_set), "val": len(data.val_set),
-                                                         "test": len(data.test_set)},
-        features=pre.feature_names,
+        downstream_seconds=round(downstream_s, 1), pretrain_steps=cli.trainer.global_step,
+        pretrain_epochs=cli.trainer.current_epoch,
     )
-    out = args.out or Path(cli.trainer.default_root_dir) / "tjepa_eval.json"
+    out = args.out or root / "tjepa_eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
+    arguments = dict(seeds=args.seeds, heads=args.heads, reduction=args.reduction, max_epochs=args.max_epochs,
+                     batch_size=args.batch_size)
+    record = write_tabular_record(backbone_dir, results, data, arguments, downstream_s, type(model).__name__)
     title = f"{Path(args.config).stem}: {len(args.seeds)} seeds, T-JEPA pretrained {results['pretrain_seconds']} s"
-    print_table(results, title)
-    print(f"results written to {out}")
+    print_tabular_table(results, title)
+    print(f"results written to {out} and {record}")
     return results
 
 

@@ -1,6 +1,5 @@
 """The command line: clear errors for wrong config keys, wrong types and bad data; --print_config works."""
 
-import json
 import os
 import subprocess
 import sys
@@ -128,7 +127,10 @@ def test_export_and_linear_eval_commands(tmp_path, make_model):
                "--test.class_path", "byol.data.Digits", "--test.init_args.split", "test", "--test.init_args.size", "8",
                "--num_workers", "0", "--weight_decays", "[0.001]", "--device", "cpu", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    results = json.loads((tmp_path / "exported" / "linear_eval_Digits.json").read_text())
+    from byol.eval.results import read_records
+
+    (record,) = read_records(tmp_path / "exported")
+    results = record["metrics"]
     assert 10.0 < results["top1"] <= 100.0 and results["weight_decay"] == 0.001
     assert torch.load(ckpt, weights_only=True)["byol"]["method"] == "BYOL"
 

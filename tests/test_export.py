@@ -34,7 +34,7 @@ def test_export_then_load_gives_identical_outputs(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(loaded(x), backbone(x), rtol=0, atol=0)
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["architecture"]["name"] == "resnet18" and config["architecture"]["cifar_stem"] is True
+    assert config["backbone"]["name"] == "resnet18" and config["backbone"]["cifar_stem"] is True
     assert config["num_features"] == 512 and config["method"] == "BYOL" and len(config["sha256"]) == 64
     pre = load_preprocess(tmp_path)
     assert isinstance(pre, ImagePreprocess) and pre.size == 32

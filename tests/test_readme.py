@@ -52,6 +52,7 @@ RUN = {
     "byol knn-eval my_backbone --train.class_path byol.data.Digits --train.init_args.split train "
     "--test.class_path byol.data.Digits --test.init_args.split test": "--num_workers 0",
     "byol plot-embeddings my_backbone out.png --data.class_path byol.data.Digits": "",
+    "byol results my_backbone --plot my_backbone_results.png": "",
 }
 NOT_RUN = {
     "make test": "the suite itself",
@@ -74,6 +75,18 @@ NOT_RUN = {
     "byol fit -c configs/tjepa_california.yaml": "needs the FT-Transformer split; tests/tabular/test_tabular_configs.py",
     "python scripts/tjepa_eval.py -c configs/tjepa_california.yaml --threads 1 --seeds 0 1 2 3 4":
         "needs the FT-Transformer split; tests/tabular/test_tabular_eval.py",
+    "byol eval audio my_audio_backbone --data.root ../shared/data/fsdd --baselines '[random,logmel]'":
+        "needs an audio backbone and FSDD; tests/eval/test_eval_protocols.py runs it on FSDD-like clips",
+    "byol eval audio my_audio_backbone --data.root train_clips/ --data.test test_clips/":
+        "needs labelled audio folders; tests/eval/test_eval_protocols.py",
+    "byol eval tabular my_table_backbone --data.class_path byol.data.tabular.TableFileDataModule "
+    "--data.init_args.path my.csv --data.init_args.target income --threads 1":
+        "needs a table backbone; tests/eval/test_eval_protocols.py",
+    "byol import AudioNTT2020-BYOLA-64x96d2048.pth byola_d2048/ --stats_from my_audio/":
+        "needs released weights; tests/test_import.py imports synthetic checkpoints of each format",
+    "byol import IN1K-vit.h.14-300e.pth.tar ijepa_vith14/": "needs released weights; tests/test_import.py",
+    "byol import timm:resnet50 resnet50_local/ --weights resnet50.safetensors":
+        "needs local weights; tests/test_import.py",
     "torchrun --nproc_per_node 8 -m byol.cli linear-eval ...":
         "eight processes; tests/eval/test_distributed_eval.py runs two",
 }
@@ -160,7 +173,8 @@ def test_readme_commands_run_in_order(workspace: Path):
     for out in ("views.png", "out.png", "my_backbone/model.safetensors", "my_backbone/config.json",
                 "demo_out/metrics.json", "compare/table.json"):
         assert (workspace / out).is_file(), out
-    assert list((workspace / "my_backbone").glob("linear_eval_*.json"))
+    assert list((workspace / "my_backbone" / "results").glob("*-linear-cached-*.json"))
+    assert (workspace / "my_backbone_results.png").is_file()
 
 
 def test_readme_python_block_runs(workspace: Path, monkeypatch):

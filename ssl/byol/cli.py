@@ -3,7 +3,12 @@
 - ``byol fit -c configs/<recipe>.yaml`` (and ``validate``/``test``): pretraining through LightningCLI,
   every constructor argument is a config key.
 - ``byol linear-eval``, ``byol knn-eval``: evaluate a pretrained backbone (exported folder or ``.ckpt``).
+- ``byol eval audio BACKBONE --data.root FSDD_OR_FOLDER``, ``byol eval tabular BACKBONE --data ...``: the BYOL-A
+  papers' and the T-JEPA paper's downstream protocols (:mod:`byol.eval.protocols`).
+- ``byol results BACKBONE [--plot OUT.png]``: every evaluation record of a backbone (:mod:`byol.eval.results`).
 - ``byol export RUN.ckpt OUT_DIR``: write the backbone as safetensors + config.json.
+- ``byol import FILE OUT_DIR`` (BYOL-A, I-JEPA, DINO) or ``byol import timm:NAME OUT_DIR --weights FILE``:
+  released weights as such a folder (:mod:`byol.weights_import`).
 - ``byol plot-curves RUN_DIR OUT.png``, ``byol plot-embeddings BACKBONE --data ... OUT.png``,
   ``byol plot-views AUDIO OUT.png`` (a log-mel and its two BYOL-A views).
 
@@ -29,7 +34,9 @@ from torch.utils.data import Dataset
 from .core.base import Method
 from .core.signals import NoteCheckpointOnInterrupt, exit_on_interrupt
 from .data.datamodule import DataModule
-from .eval.protocols import knn_eval, linear_eval
+from .eval.protocols import eval_audio, eval_tabular, knn_eval, linear_eval
+from .eval.results import show_results
+from .weights_import import import_command
 
 
 class ByolCLI(LightningCLI):
@@ -162,7 +169,10 @@ def plot_views(audio: Path, out: Path, version: str = "v2", background: list[Pat
 TOOLS = {
     "linear-eval": linear_eval,
     "knn-eval": knn_eval,
+    "eval": {"audio": eval_audio, "tabular": eval_tabular},
+    "results": show_results,
     "export": export,
+    "import": import_command,
     "plot-curves": plot_curves,
     "plot-embeddings": plot_embeddings,
     "plot-views": plot_views,

@@ -1,4 +1,17 @@
-"""Backbone export (safetensors + JSON) and loading."""
+"""Backbone export (safetensors + JSON) and loading.
+
+An exported folder holds ``model.safetensors`` (the backbone's weights) and ``config.json``:
+
+- ``backbone``: the arguments that rebuild the backbone (``{"class": "TimmBackbone", ...}``); folders written
+  before timm-native export kept them under ``architecture``, which :func:`load_backbone` still reads;
+- ``preprocessing``: what inputs it expects; ``num_features``, ``sha256`` of the weights, and metadata
+  (``method``, ``checkpoint``, ...);
+- for a :class:`~byol.models.TimmBackbone`, also the fields of timm's own ``config.json`` (``architecture``: the
+  timm model name, ``num_classes``: 0, ``model_args``, ``pretrained_cfg`` with the preprocessing), so that
+  ``timm.create_model("local-dir:FOLDER", pretrained=True)`` loads the folder with timm alone and returns the
+  same pooled features. The CIFAR stem is the exception: timm's ResNet cannot build it (see
+  :func:`timm_config`).
+"""
 
 from __future__ import annotations
 
@@ -36,6 +49,8 @@ def export_backbone(
 ) -> Path:
     """Write ``model.safetensors`` (backbone weights only) and ``config.json`` into ``out_dir``.
 
+    For a :class:`~byol.models.TimmBackbone` the folder is also a timm ``local-dir:`` folder (:func:`timm_config`).
+
     Args:
         backbone: a backbone of :mod:`byol.models` (it has ``export_config()``
             and ``export_state_dict()``).
@@ -50,7 +65,8 @@ def export_backbone(
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.export_state_dict().items()}
     atomic_write(out / WEIGHTS_NAME, lambda f: f.write(save(state, metadata={"format": "pt"})))
     config = {
-        "architecture": backbone.export_config(),
+        **(timm_config(backbone, preprocessing) if isinstance(backbone, models.TimmBackbone) else {}),
+        "backbone": backbone.export_config(),
         "preprocessing": preprocessing,
         "num_features": backbone.num_features,
         "sha256": _sha256(out / WEIGHTS_NAME),
@@ -58,6 +74,60 @@ def export_backbone(
     }
     atomic_write(out / CONFIG_NAME, lambda f: f.write((json.dumps(config, indent=2) + "\n").encode()))
     return out
+
+
+def timm_config(backbone: models.TimmBackbone, preprocessing: dict[str, Any]) -> dict[str, Any]:
+    """The fields timm reads from a ``local-dir:`` folder's ``config.json`` (as timm's ``save_for_hf`` writes them).
+
+    ``timm.create_model("local-dir:DIR", pretrained=True)`` builds ``architecture`` with ``model_args`` as
+    keyword arguments (``num_classes=0``, ``in_chans`` and the backbone's ``model_kwargs``), then loads
+    ``DIR/model.safetensors`` strictly: its forward gives the same pooled features ``(B, num_features)`` as
+    :func:`load_backbone`. ``pretrained_cfg`` carries the input size, mean and std of an
+    :class:`~byol.views.ImagePreprocess` (``timm.data.resolve_data_config`` reads them; timm's eval transform
+    also resizes larger images down, which ``ImagePreprocess`` does not).
+
+    A ResNet with ``cifar_stem=True`` has a 3x3 stride-1 ``conv1`` and no max-pool, which no argument of timm's
+    ResNet gives: timm builds the body from these fields, but ``pretrained=True`` fails on ``conv1.weight``'s
+    shape. ``timm_cifar_stem`` then says how to load it with timm and torch (replace the two modules, then
+    ``load_state_dict``).
+    """
+    base = backbone.model.pretrained_cfg
+    modules = dict(backbone.model.named_modules())
+    pretrained_cfg: dict[str, Any] = {
+        "num_classes": 0,
+        "fixed_input_size": bool(base.get("fixed_input_size", False)),
+        "classifier": base.get("classifier"),
+        "first_conv": base.get("first_conv") if base.get("first_conv") in modules else None,  # a stem may differ
+    }
+    pretrained_cfg = {k: v for k, v in pretrained_cfg.items() if v is not None}
+    if preprocessing.get("class") == "ImagePreprocess":
+        size = preprocessing["size"]
+        pretrained_cfg.update(input_size=[backbone.in_chans, size, size], interpolation="bilinear", crop_pct=1.0,
+                              crop_mode="center", mean=list(preprocessing["mean"]), std=list(preprocessing["std"]))
+    config = {
+        "architecture": base.get("architecture", backbone.name),
+        "num_classes": 0,
+        "num_features": backbone.num_features,
+        "model_args": {"num_classes": 0, "in_chans": backbone.in_chans, **backbone.model_kwargs},
+        "pretrained_cfg": pretrained_cfg,
+    }
+    if backbone.cifar_stem:
+        conv = backbone.model.conv1
+        config["timm_cifar_stem"] = (
+            f"timm has no CIFAR stem: model = timm.create_model('local-dir:DIR'); model.conv1 = torch.nn.Conv2d("
+            f"{conv.in_channels}, {conv.out_channels}, 3, stride=1, padding=1, bias=False); "
+            "model.maxpool = torch.nn.Identity(); "
+            "model.load_state_dict(safetensors.torch.load_file('DIR/model.safetensors'))"
+        )
+    return config
+
+
+def backbone_config(config: dict[str, Any], source: str = "config.json") -> dict[str, Any]:
+    """The backbone's rebuild arguments: ``config["backbone"]``, or ``config["architecture"]`` in older folders."""
+    architecture = config.get("backbone", config.get("architecture"))
+    if not isinstance(architecture, dict):
+        raise ValueError(f"{source}: no 'backbone' entry (the arguments that rebuild the backbone)")
+    return architecture
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -83,7 +153,7 @@ def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> nn.Mo
         raise FileNotFoundError(f"{weights} not found")
     if "sha256" in config and _sha256(weights) != config["sha256"]:
         raise ValueError(f"{weights} does not match the sha256 in {CONFIG_NAME}: the file is corrupt or was replaced")
-    backbone = build_backbone(config["architecture"], source=str(path))
+    backbone = build_backbone(backbone_config(config, str(path)), source=str(path))
     backbone.load_export_state_dict(load_file(weights))
     return backbone.to(device).eval()
 
@@ -147,7 +217,7 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> tup
         backbone = build_backbone(meta["backbone"], source=str(path))
         prefix = meta["backbone_prefix"]
         strict_load(backbone, {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}, str(path))
-        config = {"architecture": meta["backbone"], "preprocessing": meta["preprocessing"], "method": meta["method"]}
+        config = {"backbone": meta["backbone"], "preprocessing": meta["preprocessing"], "method": meta["method"]}
         backbone = backbone.to(device).eval()
     else:
         backbone, config = load_backbone(path, device), read_config(path)

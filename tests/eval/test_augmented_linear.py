@@ -1,6 +1,5 @@
 """The papers' augmented linear protocol: a head on a frozen backbone, crops on the fly, SGD Nesterov, cosine lr."""
 
-import json
 import math
 import subprocess
 import sys
@@ -153,6 +152,10 @@ def test_cli_augmented_protocol_end_to_end(tmp_path, make_model):
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stderr[-4000:]
-    results = json.loads((tmp_path / "run.linear_eval_Digits.json").read_text())
+    from byol.eval.results import read_records
+
+    (record,) = read_records(ckpt)  # under run.results/
+    assert record["protocol"] == "linear/augmented" and (tmp_path / "run.results").is_dir()
+    results = record["metrics"]
     assert results["protocol"] == "augmented" and results["num_test"] == len(Digits(split="test", size=8))
     assert 10.0 < results["top1"] <= results["top5"] <= 100.0

@@ -7,8 +7,11 @@ downstream training set (:func:`log_mel_statistics`); embeddings are standardise
 linear classifier is trained with Adam and early stopping on a validation split (:func:`fit_linear_early_stopping`:
 lr 1e-3, batches of 200, at most 200 epochs, patience 20); the test accuracy is reported.
 
-:func:`fsdd_comparison` runs it on the Free Spoken Digit Dataset for three encoders: a BYOL-A backbone, the same
-architecture at random initialisation, and a linear classifier on the raw log-mel values.
+:func:`fsdd_comparison` runs it on the Free Spoken Digit Dataset for several encoders (e.g. a BYOL-A backbone, the
+same architecture at random initialisation, and a linear classifier on the raw log-mel values);
+:func:`clips_comparison` on any labelled audio set with a given train/test split. :func:`audio_protocol` picks one
+for an :class:`AudioData` (``byol eval audio`` and ``scripts/byola_fsdd.py`` both run it), after
+:func:`open_audio_data` has checked, before anything is decoded, that the data can be evaluated.
 """
 
 from __future__ import annotations
@@ -19,14 +22,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..data.audio import FSDD, AudioClips
+from ..data.audio import FSDD, AudioClips, AudioFolder, AudioManifest
 from ..views.audio_frontend import LogMelPreprocess
 from ..views.audio_norm import DatasetNorm, log_mel_moments
+from .features import track_progress
 from .linear import linear_probe, standardize, stratified_split
 
 
@@ -85,6 +92,7 @@ def clip_embeddings(
     batch_size: int = 64,
     num_workers: int = 0,
     device: torch.device | str = "cpu",
+    progress: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Embeddings of whole clips: the mean of the embeddings of each clip's segments (:func:`segment_clip`).
 
@@ -93,12 +101,14 @@ def clip_embeddings(
         preprocess: waveforms ``(S, n)`` to the encoder's input (e.g. :class:`LogMelPreprocess`).
         clips: the dataset (its ``segment_samples`` is the segment length), or its items already decoded by
             :class:`ClipSegments`.
+        progress: show a progress bar over the batches.
 
     Returns:
         ``(embeddings (N, D) float32 on CPU, labels (N,) int64)`` in dataset order.
     """
     out, labels = [], []
-    for segments, owner, y in _loader(clips, batch_size, num_workers):
+    for segments, owner, y in track_progress(_loader(clips, batch_size, num_workers), "clip embeddings",
+                                             enabled=progress):
         emb = encoder(preprocess(segments.to(device))).float().cpu()
         sums = torch.zeros(len(y), emb.shape[1]).index_add_(0, owner, emb)
         out.append(sums / torch.bincount(owner, minlength=len(y))[:, None])
@@ -294,7 +304,8 @@ def fsdd_comparison(
     """
     clips = FSDD(root, split="all", segment_seconds=segment_seconds, sample_rate=preprocess.sample_rate, crop="center")
     test = torch.tensor([i in FSDD.TEST_INDICES for i in clips.recording_index])
-    decoded = list(DataLoader(ClipSegments(clips), batch_size=None, num_workers=num_workers))
+    decoded = list(track_progress(DataLoader(ClipSegments(clips), batch_size=None, num_workers=num_workers),
+                                  "decoding clips"))
     preprocess = _renormalised(preprocess, [decoded[i] for i in torch.nonzero(~test).flatten()], batch_size, 0, device)
     preprocess = preprocess.to(device)
     speakers = sorted(set(clips.speakers_of))
@@ -302,18 +313,14 @@ def fsdd_comparison(
     num_classes = clips.num_classes
     results: dict[str, Any] = {"conventional": {}, "speaker_held_out": {},
                                "norm_stats": [preprocess.mean, preprocess.std]}
-    for name, encoder in encoders.items():
+    for name, encoder in track_progress(encoders.items(), "encoders"):
         x, y = clip_embeddings(encoder.eval().to(device), preprocess, decoded, batch_size, 0, device)
-        runs = [linear_eval_embeddings(x[~test], y[~test], x[test], y[test], num_classes, seed=seed + r)
-                for r in range(repeats)]
-        accs = torch.tensor([r.accuracy for r in runs])
-        lbfgs = linear_probe(x[~test], y[~test], x[test], y[test], num_classes, seed=seed)
-        results["conventional"][name] = {"accuracy": accs.mean().item(), "std": _std(accs),
-                                         "lbfgs_accuracy": lbfgs.top1, "runs": [r.to_dict() for r in runs]}
+        results["conventional"][name] = repeated_linear_eval(x[~test], y[~test], x[test], y[test], num_classes,
+                                                             repeats, seed)
         per_speaker = {
             speaker: linear_eval_embeddings(x[speaker_of != s], y[speaker_of != s], x[speaker_of == s],
                                             y[speaker_of == s], num_classes, seed=seed).accuracy
-            for s, speaker in enumerate(speakers)
+            for s, speaker in track_progress(list(enumerate(speakers)), f"{name}: held-out speakers")
         }
         accs = torch.tensor(list(per_speaker.values()))
         results["speaker_held_out"][name] = {"accuracy": accs.mean().item(), "std": _std(accs),
@@ -321,8 +328,183 @@ def fsdd_comparison(
     return results
 
 
+def repeated_linear_eval(
+    train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int, repeats: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The papers' protocol (:func:`linear_eval_embeddings`) ``repeats`` times with seeds ``seed, seed + 1, ...``,
+    and the deterministic L-BFGS probe (:func:`byol.eval.linear.linear_probe`) as a second opinion.
+
+    Returns:
+        ``{"accuracy": mean, "std": sample std, "lbfgs_accuracy", "runs": [AudioProbeResult dicts]}``, percent.
+    """
+    runs = [linear_eval_embeddings(train_x, train_y, test_x, test_y, num_classes, seed=seed + r)
+            for r in track_progress(range(repeats), "linear runs")]
+    accs = torch.tensor([r.accuracy for r in runs])
+    lbfgs = linear_probe(train_x, train_y, test_x, test_y, num_classes, seed=seed)
+    return {"accuracy": accs.mean().item(), "std": _std(accs), "lbfgs_accuracy": lbfgs.top1,
+            "runs": [r.to_dict() for r in runs]}
+
+
+def clips_comparison(
+    encoders: dict[str, nn.Module],
+    preprocess: LogMelPreprocess,
+    train: AudioClips,
+    test: AudioClips,
+    repeats: int = 5,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The papers' protocol for several frozen encoders on a given train/test split of labelled clips.
+
+    The log-mels are pre-normalised with the statistics of ``train``; every clip is embedded whole, once per
+    encoder; then :func:`repeated_linear_eval` (a stratified 10 % of ``train`` for early stopping).
+
+    Returns:
+        ``{"given_split": {name: {"accuracy", "std", "lbfgs_accuracy", "runs"}}, "norm_stats": [mean, std]}``.
+    """
+    preprocess = _renormalised(preprocess, train, batch_size, num_workers, device).to(device)
+    num_classes = max(train.num_classes, test.num_classes)
+    results: dict[str, Any] = {"given_split": {}, "norm_stats": [preprocess.mean, preprocess.std]}
+    for name, encoder in track_progress(encoders.items(), "encoders"):
+        encoder = encoder.eval().to(device)
+        (trx, try_), (tex, tey) = (clip_embeddings(encoder, preprocess, d, batch_size, num_workers, device)
+                                   for d in (train, test))
+        results["given_split"][name] = repeated_linear_eval(trx, try_, tex, tey, num_classes, repeats, seed)
+    return results
+
+
 def _std(values: Tensor) -> float:
     return values.std().item() if len(values) > 1 else 0.0
+
+
+# ----- labelled audio for `byol eval audio` ------------------------------------------------------------------
+
+
+@dataclass
+class AudioData:
+    """Labelled audio for the papers' protocol (``byol eval audio BACKBONE --data.root ...``).
+
+    Args:
+        root: the Free Spoken Digit Dataset (its ``recordings`` folder or the parent), evaluated on its
+            conventional split and leaving each speaker out; or, with ``test``, the training clips of another
+            labelled set: a folder ``root/<class>/**/*.wav`` or a CSV manifest of ``path,label`` rows.
+        test: the test clips of that other set (a folder or a manifest); its classes must be training classes.
+        segment_seconds: the length of the segments each clip is cut into (embedded, then averaged); BYOL-A's
+            pretraining segment is 0.95 s.
+    """
+
+    root: str
+    test: str | None = None
+    segment_seconds: float = 0.95
+
+
+def _open_clips(path: str, role: str, **kwargs: Any) -> AudioClips:
+    """A folder of class sub-folders or a CSV manifest, whose clips must all be labelled."""
+    clips = AudioManifest(path, **kwargs) if Path(path).is_file() else AudioFolder(path, **kwargs)
+    unlabelled = [f.name for f, t in zip(clips.files, clips.targets) if t < 0]
+    if unlabelled:
+        raise ValueError(
+            f"--data.{role} {path}: {len(unlabelled)} clip(s) have no label (e.g. {unlabelled[0]}); the protocol "
+            "needs a label for every clip: a class sub-folder, or the label column of a manifest"
+        )
+    return clips
+
+
+def open_audio_data(data: AudioData, sample_rate: int) -> dict[str, AudioClips]:
+    """The datasets of ``data`` at ``sample_rate`` (centre crops; nothing is decoded), after checking everything the
+    protocol needs: ``{"fsdd": all FSDD clips}`` or ``{"train": ..., "test": ...}`` (test labels use the training
+    classes' indices).
+
+    Raises:
+        FileNotFoundError: a folder or manifest is missing, or ``root`` holds no FSDD recording and no ``test``
+            was given.
+        ValueError: a clip without a label, a test class absent from training, fewer than two classes, or an
+            FSDD copy without both splits or with one speaker only.
+    """
+    kwargs = dict(sample_rate=sample_rate, segment_seconds=data.segment_seconds, crop="center")
+    if data.test is None:
+        try:
+            clips = FSDD(data.root, split="all", **kwargs)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"--data.root: {err}; for another labelled audio set give its training clips as "
+                                    "--data.root and its test clips as --data.test (folders or manifests)") from err
+        in_test = {i in FSDD.TEST_INDICES for i in clips.recording_index}
+        if in_test != {True, False}:
+            missing = "test (indices 0-4)" if True not in in_test else "training (indices 5-49)"
+            raise ValueError(f"--data.root {clips.root}: no recording of FSDD's {missing} split")
+        if len(set(clips.speakers_of)) < 2:
+            raise ValueError(f"--data.root {clips.root}: one speaker only; leaving a speaker out needs two or more")
+        return {"fsdd": clips}
+    train, test = _open_clips(data.root, "root", **kwargs), _open_clips(data.test, "test", **kwargs)
+    unknown = sorted(set(test.classes) - set(train.classes))
+    if unknown:
+        raise ValueError(f"--data.test {data.test}: classes {unknown} do not occur in --data.root {data.root}")
+    if len(train.classes) < 2:
+        raise ValueError(f"--data.root {data.root}: one class only ({train.classes}); a classifier needs two or more")
+    test.targets = [train.classes.index(test.classes[t]) for t in test.targets]
+    test.classes = list(train.classes)
+    return {"train": train, "test": test}
+
+
+def audio_protocol(
+    encoders: dict[str, nn.Module],
+    preprocess: LogMelPreprocess,
+    data: AudioData,
+    datasets: dict[str, AudioClips] | None = None,
+    repeats: int = 5,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The papers' protocol for ``encoders`` on ``data``: :func:`fsdd_comparison` on FSDD (``"kind": "fsdd"``),
+    else :func:`clips_comparison` on the given split (``"kind": "clips"``).
+
+    Args:
+        datasets: ``open_audio_data(data, preprocess.sample_rate)`` when already opened (and checked).
+    """
+    datasets = datasets or open_audio_data(data, preprocess.sample_rate)
+    if "fsdd" in datasets:
+        return {"kind": "fsdd", **fsdd_comparison(encoders, preprocess, datasets["fsdd"].root, data.segment_seconds,
+                                                   repeats, batch_size, num_workers, device, seed)}
+    return {"kind": "clips", **clips_comparison(encoders, preprocess, datasets["train"], datasets["test"], repeats,
+                                                batch_size, num_workers, device, seed)}
+
+
+AUDIO_SPLITS = {"conventional": "conventional split", "speaker_held_out": "speaker held out",
+                "given_split": "given split"}
+
+
+def audio_summary(results: dict[str, Any]) -> dict[str, float]:
+    """The headline numbers of :func:`audio_protocol`'s results: ``{"<split> <encoder>": mean accuracy}``."""
+    return {f"{split} {name}": r["accuracy"] for split in AUDIO_SPLITS if split in results
+            for name, r in results[split].items()}
+
+
+def print_audio_table(results: dict[str, Any], title: str, names: dict[str, str] | None = None) -> None:
+    """One row per encoder (``names`` maps keys to display names), one column per split: mean ± std test accuracy
+    of the papers' protocol, and the L-BFGS probe's where it ran."""
+    splits = [s for s in AUDIO_SPLITS if s in results]
+    table = Table(title=title)
+    table.add_column("encoder")
+    for split in splits:
+        runs = len(next(iter(results[split].values())).get("runs", [])) or len(
+            next(iter(results[split].values())).get("per_speaker", {}))
+        table.add_column(f"{AUDIO_SPLITS[split]}\n(papers' protocol, {runs} runs)", justify="right")
+        if split != "speaker_held_out":
+            table.add_column(f"{AUDIO_SPLITS[split]}\n(L-BFGS probe)", justify="right")
+    for name in results[splits[0]]:
+        row = [(names or {}).get(name, name)]
+        for split in splits:
+            r = results[split][name]
+            row.append(f"{r['accuracy']:.1f} ± {r['std']:.1f}")
+            if split != "speaker_held_out":
+                row.append(f"{r['lbfgs_accuracy']:.1f}")
+        table.add_row(*row)
+    Console().print(table)
 
 
 def random_like(backbone: nn.Module, seed: int = 0) -> nn.Module:
@@ -334,7 +516,8 @@ def random_like(backbone: nn.Module, seed: int = 0) -> nn.Module:
 
 
 __all__ = [
-    "AudioProbeResult", "ClipSegments", "FlattenedLogMel", "audio_linear_eval", "clip_embeddings",
-    "fit_linear_early_stopping", "fsdd_comparison", "linear_eval_embeddings", "log_mel_statistics", "random_like",
-    "segment_clip",
+    "AudioData", "AudioProbeResult", "ClipSegments", "FlattenedLogMel", "audio_linear_eval", "audio_protocol",
+    "audio_summary", "clip_embeddings", "clips_comparison", "fit_linear_early_stopping", "fsdd_comparison",
+    "linear_eval_embeddings", "log_mel_statistics", "open_audio_data", "print_audio_table", "random_like",
+    "repeated_linear_eval", "segment_clip",
 ]

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data.audio import AudioFolder
 from ..export import export_backbone
 from ..models.audio_ntt import from_paper_weights
 from ..views.audio_frontend import LogMelPreprocess
+from .audio import log_mel_statistics
 
 
 def import_paper_weights(weights: str | Path, out_dir: str | Path, mean: float, std: float) -> Path:
@@ -32,3 +34,16 @@ def import_paper_weights(weights: str | Path, out_dir: str | Path, mean: float, 
     backbone = from_paper_weights(weights)
     preprocessing = LogMelPreprocess(mean=mean, std=std).export_config()
     return export_backbone(backbone, out_dir, preprocessing, method="BYOLA", source=str(weights))
+
+
+def folder_statistics(folder: str | Path, preprocess: LogMelPreprocess | None = None,
+                      segment_seconds: float = 0.95) -> tuple[float, float]:
+    """Log-mel ``(mean, std)`` over every audio file under ``folder``, for :func:`import_paper_weights`.
+
+    Each file is cut into ``segment_seconds`` segments (the papers' 0.95 s, 96 frames) that cover it
+    (:func:`byol.eval.audio.segment_clip`); the statistics are those of every log-mel value of the segments
+    (:func:`byol.eval.audio.log_mel_statistics`), with ``preprocess``'s front end (default: the papers' settings).
+    """
+    front_end = (preprocess or LogMelPreprocess()).front_end
+    clips = AudioFolder(folder, sample_rate=front_end.sample_rate, segment_seconds=segment_seconds, crop="center")
+    return log_mel_statistics(front_end, clips)

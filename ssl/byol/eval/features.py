@@ -1,15 +1,62 @@
-"""Feature extraction from a frozen backbone, sharded over ranks under torch.distributed."""
+"""Feature extraction from a frozen backbone, sharded over ranks under torch.distributed, and the progress bars
+of the evaluation loops (:func:`track_progress`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import nn
+from rich.errors import LiveError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
+
+T = TypeVar("T")
+_live: Progress | None = None  # the display that the running bars share
+
+
+def track_progress(iterable: Iterable[T], description: str, total: int | None = None,
+                   enabled: bool = True) -> Iterator[T]:
+    """Iterate over ``iterable`` under a rich progress bar (count, elapsed and remaining time), removed when done.
+
+    A bar started inside another one's loop (embeddings of each encoder, epochs of each seed) joins the running
+    display as another line, since rich allows one live display at a time; where another live display holds the
+    terminal (e.g. Lightning's ``RichProgressBar`` during ``fit``) the loop runs without a bar.
+
+    Args:
+        total: the number of items (default: ``len(iterable)`` where it has one).
+        enabled: ``False`` iterates without a bar.
+    """
+    global _live
+    if not enabled:
+        yield from iterable
+        return
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)  # type: ignore[arg-type]
+    owner = _live is None
+    if owner:
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TimeRemainingColumn(), transient=True)
+        try:
+            bar.start()
+        except LiveError:
+            yield from iterable
+            return
+        _live = bar
+    display = _live
+    task = display.add_task(description, total=total)
+    try:
+        for item in iterable:
+            yield item
+            display.advance(task)
+    finally:
+        display.remove_task(task)
+        if owner:
+            display.stop()
+            _live = None
 
 
 def _world() -> tuple[int, int]:
@@ -51,7 +98,7 @@ def extract_features(
     was_training = backbone.training
     backbone.eval().to(device)
     feats, labels = [], []
-    for x, y in tqdm(loader, desc="features", disable=not progress or rank != 0, leave=False):
+    for x, y in track_progress(loader, "features", enabled=progress and rank == 0):
         x = move_data_to_device(x, device)  # a tensor, or a dict of tensors (tables)
         if preprocess is not None:
             x = preprocess(x)

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_accuracy
 
+from .features import track_progress
+
 DEFAULT_WEIGHT_DECAYS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 FEW_SHOT_WEIGHT_DECAYS = (1e-3, 1e-2, 1e-1, 1.0)  # few labels are separable: weak decay never converges
 
@@ -74,6 +76,7 @@ def linear_probe(
     weight_decays: tuple[float, ...] = DEFAULT_WEIGHT_DECAYS,
     val_fraction: float = 0.2,
     seed: int = 0,
+    progress: bool = True,
 ) -> ProbeResult:
     """Linear evaluation of frozen features.
 
@@ -85,12 +88,13 @@ def linear_probe(
     Args:
         train_x, test_x: ``(N, D)`` features.
         train_y, test_y: ``(N,)`` labels in ``[0, C)``.
+        progress: show a progress bar over the weight decays.
     """
     num_classes = num_classes or int(max(train_y.max(), test_y.max())) + 1
     fit_idx, val_idx = stratified_split(train_y, val_fraction, seed)
     fx, vx = standardize(train_x[fit_idx], train_x[val_idx])
     scores = {}
-    for wd in weight_decays:
+    for wd in track_progress(weight_decays, "linear probe: weight decays", enabled=progress):
         head = fit_softmax_regression(fx, train_y[fit_idx], num_classes, wd)
         scores[wd] = accuracy(head(vx), train_y[val_idx], num_classes)
     best = max(weight_decays, key=lambda wd: (scores[wd], wd))  # ties: the stronger regularisation
@@ -130,6 +134,7 @@ def few_shot_probe(
     draws: int = 10,
     weight_decays: tuple[float, ...] = FEW_SHOT_WEIGHT_DECAYS,
     seed: int = 0,
+    progress: bool = True,
 ) -> tuple[float, float]:
     """Top-1 (percent) of a linear probe trained on ``shots`` labels per class, mean and std over ``draws``.
 
@@ -137,13 +142,13 @@ def few_shot_probe(
     (which needs no labels). The weight decay is chosen for each draw by
     ``shots``-fold cross-validation on the drawn labels alone (each fold holds
     out one sample per class), so no other label and never the test split
-    informs it.
+    informs it. ``progress`` shows a progress bar over the draws.
     """
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     g = torch.Generator().manual_seed(seed)
     tx, sx = standardize(train_x, test_x)
     accs = []
-    for _ in range(draws):
+    for _ in track_progress(range(draws), f"few-shot probe: {shots}-shot draws", enabled=progress):
         # (shots, C): row f holds the fold-f sample of every class
         idx = torch.stack([
             torch.nonzero(train_y == c).flatten()[torch.randperm(int((train_y == c).sum()), generator=g)[:shots]]

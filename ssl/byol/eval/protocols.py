@@ -1,9 +1,21 @@
-"""``byol linear-eval`` and ``byol knn-eval``: evaluate a pretrained backbone on a labeled dataset."""
+"""Evaluate a pretrained backbone (an exported folder or a training ``.ckpt``), without pretraining.
+
+- ``byol linear-eval`` / ``byol knn-eval``: a linear probe or a weighted kNN on frozen features of labelled datasets;
+- ``byol eval audio``: the BYOL-A papers' protocol (:mod:`byol.eval.audio`) on FSDD or a labelled audio set;
+- ``byol eval tabular``: the T-JEPA paper's comparison (:mod:`byol.eval.tabular`) on a table's splits.
+
+Every evaluation checks what it needs (datasets, labels, a validation split, a backbone of the right modality)
+before anything long starts, prints a table, and adds a record under ``BACKBONE/results/``
+(:mod:`byol.eval.results`; ``byol results BACKBONE`` lists them). Evaluation inputs are deterministic by default:
+datasets that crop their samples (audio clips) are set to the centre crop unless ``--crop dataset`` keeps their own
+setting; the record says which. DataLoader workers default to the machine's cores (:func:`default_num_workers`).
+"""
 
 from __future__ import annotations
 
-import json
 import os
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,14 +24,61 @@ import torch
 import torch.distributed as dist
 from rich.console import Console
 from rich.table import Table
-from torch.utils.data import DataLoader, Dataset
+from threadpoolctl import threadpool_limits
+from torch import nn
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
+from ..core.checkpoint_io import read_checkpoint
 from ..data.table_rows import TableRows
-from ..export import load_pretrained
+from ..data.tabular import TabularDataModule
+from ..export import build_preprocess, load_pretrained, read_config
+from .audio import (
+    AudioData, FlattenedLogMel, audio_protocol, audio_summary, open_audio_data, print_audio_table, random_like,
+)
 from .augmented_linear import AugmentedLinearProbe
 from .features import extract_features
 from .knn import knn_accuracy
 from .linear import DEFAULT_WEIGHT_DECAYS, linear_probe
+from .results import dataset_label, describe_dataset, format_number, write_record
+from .tabular import HeadConfig, check_tabular_data, print_tabular_table, tabular_protocol, tabular_summary
+
+Crop = Literal["center", "dataset"]
+
+
+def default_num_workers() -> int:
+    """DataLoader workers for evaluation: 0 on a machine with one or two usable cores (a worker process costs more
+    than it saves there, and Lightning warns about too many workers), else ``min(4, cores - 1)``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cores <= 2 else min(4, cores - 1)
+
+
+def _crop_owners(dataset: Dataset) -> list[Dataset]:
+    """The datasets inside ``dataset`` (through ``Subset`` / ``ConcatDataset``) that crop their samples."""
+    if isinstance(dataset, Subset):
+        return _crop_owners(dataset.dataset)
+    if isinstance(dataset, ConcatDataset):
+        return [owner for d in dataset.datasets for owner in _crop_owners(d)]
+    return [dataset] if isinstance(getattr(dataset, "crop", None), str) else []
+
+
+def deterministic_inputs(datasets: dict[str, Dataset], crop: Crop = "center") -> dict[str, str]:
+    """Make evaluation inputs the same on every run.
+
+    With ``crop="center"`` every dataset that crops its samples (audio clips longer than a segment) is switched, in
+    place, to its centre window; ``"dataset"`` keeps each dataset's own setting (a random crop only when asked for).
+
+    Returns:
+        ``{name: the crop in use}``; ``"fixed"`` for a dataset without a crop option (images are centre-cropped by
+        the backbone's preprocessing).
+    """
+    out = {}
+    for name, dataset in datasets.items():
+        owners = _crop_owners(dataset)
+        if crop == "center":
+            for owner in owners:
+                owner.crop = "center"
+        out[name] = ",".join(sorted({owner.crop for owner in owners})) or "fixed"
+    return out
 
 
 def resolve_device(device: str) -> torch.device:
@@ -65,21 +124,28 @@ def _num_classes(*datasets: Dataset, labels: torch.Tensor) -> int:
     return int(labels.max()) + 1
 
 
-def _report(title: str, results: dict[str, Any], backbone: str, name: str) -> Path:
-    """Print a table and write ``results`` as JSON next to the backbone; returns the JSON path."""
-    path = Path(backbone)
-    out = (path / f"{name}.json") if path.is_dir() else path.with_name(f"{path.stem}.{name}.json")
-    if _is_main():
-        table = Table(title=title)
-        table.add_column("metric")
-        table.add_column("value", justify="right")
-        for key, value in results.items():
-            if isinstance(value, (int, float)):
-                table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
-        Console().print(table)
-        out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"results written to {out}")
+def _report(
+    title: str, results: dict[str, Any], backbone: str, summary: dict[str, float], **record: Any
+) -> Path | None:
+    """Print ``results`` as a table and write an evaluation record (:func:`byol.eval.results.write_record`, which
+    gets ``summary`` and ``record``) under the backbone's ``results/``; returns its path (``None`` off rank 0)."""
+    if not _is_main():
+        return None
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in results.items():
+        if isinstance(value, (int, float)):
+            table.add_row(key, format_number(value))
+    Console().print(table)
+    out = write_record(backbone, metrics=results, summary=summary, **record)
+    print(f"results written to {out}")
     return out
+
+
+def _data_record(train: Dataset, test: Dataset) -> dict[str, Any]:
+    described = {"train": describe_dataset(train), "test": describe_dataset(test)}
+    return {"label": f"{dataset_label(described['train'])} -> {dataset_label(described['test'])}", **described}
 
 
 def linear_eval(
@@ -88,11 +154,12 @@ def linear_eval(
     test: Dataset | None = None,
     protocol: Literal["cached", "augmented"] = "cached",
     batch_size: int = 256,
-    num_workers: int = 4,
+    num_workers: int | None = None,
     val_fraction: float = 0.2,
     weight_decays: list[float] = list(DEFAULT_WEIGHT_DECAYS),
     epochs: int = 90,
     lr: float = 0.1,
+    crop: Crop = "center",
     device: str = "auto",
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -104,10 +171,18 @@ def linear_eval(
     split of ``train``, never on ``test``. ``augmented``: the papers' protocol,
     random crops and flips on the fly for ``epochs`` epochs (images only).
 
+    Args:
+        num_workers: DataLoader workers (default: :func:`default_num_workers`).
+        crop: ``center`` (default): datasets that crop their samples (audio) use the centre window, so the
+            features are the same on every run; ``dataset``: keep the datasets' own setting.
+
     Returns:
-        ``{"top1": %, "top5": %, ...}``, also written as JSON next to the backbone.
+        ``{"top1": %, "top5": %, ...}``, also written as a record under ``BACKBONE/results/``.
     """
+    start = time.perf_counter()
     train, test = _require_splits(train, test)
+    inputs = deterministic_inputs({"train": train, "test": test}, crop)
+    num_workers = default_num_workers() if num_workers is None else num_workers
     dev = resolve_device(device)
     _init_distributed(dev)
     model, preprocess, config = load_pretrained(backbone, dev)
@@ -126,7 +201,13 @@ def linear_eval(
                    "val_top1": probe.val_top1, "val_top1_per_weight_decay": probe.val_top1_per_weight_decay}
     results = {**results, "protocol": protocol, "train": type(train).__name__, "test": type(test).__name__,
                "num_train": len(train), "num_test": len(test), "method": config.get("method")}
-    _report(f"Linear probe ({protocol}) of {backbone}", results, backbone, f"linear_eval_{type(test).__name__}")
+    arguments = dict(protocol=protocol, batch_size=batch_size, num_workers=num_workers, crop=crop, seed=seed)
+    arguments.update(dict(epochs=epochs, lr=lr) if protocol == "augmented" else
+                     dict(val_fraction=val_fraction, weight_decays=list(weight_decays)))
+    summary = {k: results[k] for k in ("top1", "top5") if results.get(k) is not None}
+    _report(f"Linear probe ({protocol}) of {backbone}", results, backbone, summary, protocol=f"linear/{protocol}",
+            data=_data_record(train, test), arguments=arguments, inputs=inputs, method=config.get("method"),
+            seconds=time.perf_counter() - start)
     return results
 
 
@@ -157,16 +238,21 @@ def knn_eval(
     k: int = 200,
     temperature: float = 0.1,
     batch_size: int = 256,
-    num_workers: int = 4,
+    num_workers: int | None = None,
     chunk_size: int = 1024,
+    crop: Crop = "center",
     device: str = "auto",
 ) -> dict[str, Any]:
     """Weighted kNN (cosine similarity, ``exp(s / T)`` votes) of a frozen backbone's features.
 
     The training features form the bank; under ``torchrun`` each rank keeps
-    only its shard of the bank and queries are processed in chunks.
+    only its shard of the bank and queries are processed in chunks. ``num_workers`` and ``crop`` as for
+    :func:`linear_eval`; the result is also written as a record under ``BACKBONE/results/``.
     """
+    start = time.perf_counter()
     train, test = _require_splits(train, test)
+    inputs = deterministic_inputs({"train": train, "test": test}, crop)
+    num_workers = default_num_workers() if num_workers is None else num_workers
     dev = resolve_device(device)
     _init_distributed(dev)
     model, preprocess, config = load_pretrained(backbone, dev)
@@ -178,5 +264,150 @@ def knn_eval(
     acc = knn_accuracy(bank, bank_y, queries, query_y, num_classes, k=k, temperature=temperature, chunk_size=chunk_size)
     results = {**acc, "k": k, "temperature": temperature, "train": type(train).__name__, "test": type(test).__name__,
                "method": config.get("method")}
-    _report(f"Weighted kNN (k={k}, T={temperature}) of {backbone}", results, backbone, f"knn_eval_{type(test).__name__}")
+    arguments = dict(k=k, temperature=temperature, batch_size=batch_size, num_workers=num_workers, crop=crop)
+    summary = {key: acc[key] for key in ("top1", "top5") if acc.get(key) is not None}
+    _report(f"Weighted kNN (k={k}, T={format_number(temperature)}) of {backbone}", results, backbone, summary,
+            protocol="knn", data=_data_record(train, test), arguments=arguments, inputs=inputs,
+            method=config.get("method"), seconds=time.perf_counter() - start)
+    return results
+
+
+# ----- downstream protocols: audio and tables ----------------------------------------------------------------
+
+
+def require_modality(backbone: str | Path, expected: str, command: str) -> dict[str, Any]:
+    """The backbone's preprocessing config (from its ``config.json``, or its ``.ckpt``), after checking that it takes
+    the inputs ``command`` evaluates: ``expected`` is the preprocessing's class name (e.g. ``LogMelPreprocess``);
+    raises a ``ValueError`` otherwise. Weights are not loaded."""
+    path = Path(backbone)
+    config = (read_checkpoint(path).get("byol") or {}) if path.suffix == ".ckpt" else read_config(path)
+    preprocessing = config.get("preprocessing") or {}
+    if preprocessing.get("class") != expected:
+        raise ValueError(f"{command} needs a backbone whose preprocessing is {expected}; {backbone} takes "
+                         f"{preprocessing.get('class')} inputs (config.json: preprocessing.class)")
+    return preprocessing
+
+
+def write_audio_record(
+    backbone: str | Path, results: dict[str, Any], data: AudioData, datasets: dict[str, Dataset],
+    arguments: dict[str, Any], seconds: float, method: str | None = None,
+) -> Path:
+    """The record of an audio evaluation (:func:`byol.eval.audio.audio_protocol`'s results) of ``backbone``."""
+    label = f"FSDD {Path(data.root).name}" if results["kind"] == "fsdd" else \
+        f"{Path(data.root).name} -> {Path(str(data.test)).name}"
+    described = {"label": label, **asdict(data), "datasets": {k: describe_dataset(d) for k, d in datasets.items()}}
+    return write_record(backbone, f"audio/{results['kind']}", described, arguments, results, audio_summary(results),
+                        seconds, inputs={"crop": "center", "clips": "whole (segments averaged)"}, method=method)
+
+
+def eval_audio(
+    backbone: str,
+    data: AudioData,
+    baselines: list[Literal["random", "logmel"]] = [],
+    repeats: int = 5,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    device: str = "auto",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """``byol eval audio``: the BYOL-A papers' linear protocol for an audio backbone (:mod:`byol.eval.audio`).
+
+    Whole clips are embedded (segments averaged) after pre-normalising the log-mels with the training split's
+    statistics; a linear layer is trained with early stopping, ``repeats`` times (mean ± std), with the L-BFGS probe
+    as a second opinion. On FSDD (``--data.root`` only): the conventional split and each speaker held out; on
+    another labelled set: ``--data.root`` (training clips) and ``--data.test``.
+
+    Args:
+        backbone: an exported audio backbone folder (or a ``.ckpt``).
+        data: the labelled audio (``--data.root``, ``--data.test``, ``--data.segment_seconds``).
+        baselines: also evaluate ``random`` (the same architecture, freshly initialised with ``seed``) and/or
+            ``logmel`` (the raw log-mel values).
+        repeats: runs of the protocol on the conventional / given split.
+        num_workers: DataLoader workers (default: :func:`default_num_workers`).
+    """
+    start = time.perf_counter()
+    preprocessing = require_modality(backbone, "LogMelPreprocess", "byol eval audio")
+    datasets = open_audio_data(data, build_preprocess(preprocessing, backbone).sample_rate)
+    num_workers = default_num_workers() if num_workers is None else num_workers
+    dev = resolve_device(device)
+    model, preprocess, config = load_pretrained(backbone, dev)
+    encoders: dict[str, nn.Module] = {"backbone": model}
+    if "random" in baselines:
+        encoders["random"] = random_like(model, seed)
+    if "logmel" in baselines:
+        encoders["logmel"] = FlattenedLogMel()
+    results = audio_protocol(encoders, preprocess, data, datasets, repeats, batch_size, num_workers, dev, seed)
+    print_audio_table(results, f"{backbone}: linear classifier on frozen features, test accuracy %")
+    arguments = dict(baselines=list(baselines), repeats=repeats, batch_size=batch_size, num_workers=num_workers,
+                     seed=seed)
+    out = write_audio_record(backbone, results, data, datasets, arguments, time.perf_counter() - start,
+                             config.get("method"))
+    print(f"results written to {out}")
+    return results
+
+
+def write_tabular_record(
+    backbone: str | Path, results: dict[str, Any], data: TabularDataModule, arguments: dict[str, Any],
+    seconds: float, method: str | None = None,
+) -> Path:
+    """The record of a tabular evaluation (:func:`byol.eval.tabular.tabular_protocol`'s results) of ``backbone``."""
+    source = data.splits.source
+    described = {"label": f"{Path(source).name} ({data.splits.target})", "class": type(data).__name__,
+                 "source": source, "target": data.splits.target, "rows": results.get("rows")}
+    unit = "accuracy %" if results["task"] == "classification" else "rmse"
+    return write_record(backbone, "tabular", described, arguments, results, tabular_summary(results), seconds,
+                        unit=unit, inputs={"rows": "the backbone's fitted preprocessing"}, method=method)
+
+
+def eval_tabular(
+    backbone: str,
+    data: TabularDataModule | None = None,
+    seeds: list[int] = [0, 1, 2, 3, 4],
+    heads: list[Literal["mlp", "resnet"]] = ["mlp"],
+    reduction: Literal["per_token", "flatten"] = "per_token",
+    max_epochs: int = HeadConfig.max_epochs,
+    batch_size: int = HeadConfig.batch_size,
+    threads: int | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """``byol eval tabular``: the T-JEPA paper's downstream comparison for a tabular backbone.
+
+    The same head (an MLP, or a ResNet) is trained with early stopping on the validation split on the frozen
+    backbone's tokens and on the raw features, against gradient-boosted trees; test scores (accuracy % or RMSE)
+    are mean ± std over ``seeds`` (:mod:`byol.eval.tabular`).
+
+    Args:
+        backbone: an exported tabular backbone folder (or a ``.ckpt``); its fitted preprocessing turns the rows
+            into its inputs.
+        data: the table with its train/validation/test splits and target column (a ``byol.data.tabular``
+            datamodule: ``--data.class_path ... --data.init_args.target COLUMN``).
+        seeds: one run of every model per seed.
+        heads: ``mlp`` and/or ``resnet``.
+        reduction: tokens to head inputs: a linear map per token (the paper) or flattened.
+        max_epochs, batch_size: of the heads' training (early stopping on the validation loss).
+        threads: CPU threads for torch and scikit-learn (1 is often fastest for small tables and on a busy
+            machine; default: theirs).
+    """
+    start = time.perf_counter()
+    if data is None:
+        raise ValueError("give the table: --data.class_path byol.data.tabular.TableFileDataModule "
+                         "--data.init_args.path FILE --data.init_args.target COLUMN")
+    require_modality(backbone, "TabularPreprocessing", "byol eval tabular")
+    check_tabular_data(data)
+    dev = resolve_device(device)
+    model, preprocessing, config = load_pretrained(backbone, dev)
+    torch_threads = torch.get_num_threads()
+    try:
+        with threadpool_limits(threads):
+            if threads is not None:
+                torch.set_num_threads(threads)
+            results = tabular_protocol(model, preprocessing, data, seeds, heads, reduction,
+                                       HeadConfig(batch_size=batch_size, max_epochs=max_epochs), device=str(dev))
+    finally:
+        torch.set_num_threads(torch_threads)
+    print_tabular_table(results, f"{backbone} on {Path(data.splits.source).name}: {len(seeds)} seeds")
+    arguments = dict(seeds=list(seeds), heads=list(heads), reduction=reduction, max_epochs=max_epochs,
+                     batch_size=batch_size, threads=threads)
+    out = write_tabular_record(backbone, results, data, arguments, time.perf_counter() - start, config.get("method"))
+    print(f"results written to {out}")
     return results

@@ -12,6 +12,10 @@ Metrics: accuracy in percent (classification) or RMSE in the target's
 original units (regression; heads fit standardised targets, predictions are
 mapped back before scoring).
 
+:func:`tabular_protocol` runs the comparison for a backbone and a table's datamodule (``byol eval tabular`` and
+``scripts/tjepa_eval.py`` both call it), after :func:`check_tabular_data` has checked the table has what the
+protocol needs (a target, a validation and a test split), before anything long starts.
+
 Representation (``reduction``): the encoder's ``R + F`` output tokens of width
 ``d`` are reduced per token by a learned linear map ``d -> 1`` (``R + F`` inputs;
 the reference's ``linear_per_feature``; the default), trained with the head, or
@@ -29,10 +33,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from torch import Tensor, nn
 
-from ..data.tabular import TabularDataset
+from ..data.tabular import TabularDataModule, TabularDataset
+from ..data.tabular_preprocessing import TabularPreprocessing
+from .features import track_progress
 
 TaskKind = Literal["regression", "classification"]
 Reduction = Literal["flatten", "per_token"]
@@ -220,11 +228,13 @@ def fit_head(
     target: Target,
     config: HeadConfig,
     seed: int,
+    progress: bool = True,
 ) -> tuple[nn.Module, int, list[float]]:
     """Train ``model`` on ``train = (inputs, labels)``; keep the weights of the epoch with the lowest validation loss.
 
     Stops after ``config.patience`` epochs without improvement. The shuffling
-    comes from a generator seeded with ``seed``; the global RNG is left as it was.
+    comes from a generator seeded with ``seed``; the global RNG is left as it was. ``progress`` shows a progress
+    bar over the epochs.
 
     Returns:
         ``(model with the best weights, in eval mode; the best epoch, 1-based; the validation loss of every epoch)``.
@@ -237,7 +247,8 @@ def fit_head(
     batch_norm = any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # dropout
-        for epoch in range(1, config.max_epochs + 1):
+        epochs = range(1, config.max_epochs + 1)
+        for epoch in track_progress(epochs, f"head epochs (seed {seed})", enabled=progress):
             model.train()
             order = torch.randperm(len(x), generator=generator)
             for i in range(0, len(x), config.batch_size):
@@ -341,7 +352,7 @@ def compare(
     labels = {n: d.labels for n, d in splits.items()}
     gbdt = _gbdt_inputs(list(splits.values()), cardinalities)
     scores: dict[str, ModelScores] = {}
-    for seed in seeds:
+    for seed in track_progress(seeds, "seeds"):
         for kind in heads:
             for source, x in inputs.items():
                 entry = scores.setdefault(f"{kind}_{source}", ModelScores())
@@ -384,3 +395,75 @@ def _gbdt_inputs(splits: Sequence[TabularDataset], cardinalities: Sequence[int])
     out = {name: torch.cat([d.num, d.cat.float()], dim=1).numpy() for name, d in zip(("train", "val", "test"), splits)}
     out["categorical"] = np.array([False] * splits[0].num.shape[1] + [c <= 255 for c in cardinalities], dtype=bool)
     return out
+
+
+# ----- a backbone and a table's datamodule -------------------------------------------------------------------
+
+
+def check_tabular_data(data: TabularDataModule) -> None:
+    """Raise a ``ValueError`` naming what is missing when ``data`` cannot be evaluated with the protocol: a target
+    column (``data.target``), a validation split (early stopping) or a test split. Cheap: run it before pretraining."""
+    source = data.splits.source
+    if data.preprocessing.task is None:
+        raise ValueError(f"the downstream protocol needs a target column, and {source} has none: "
+                         "give data.init_args.target COLUMN")
+    for name, rows in (("validation", data.splits.val), ("test", data.splits.test)):
+        if len(rows) == 0:
+            raise ValueError(
+                f"the downstream protocol needs a {name} split, and {source} has no {name} rows: give "
+                f"data.init_args.{'val' if name == 'validation' else 'test'}_fraction > 0, or "
+                f"'{'val' if name == 'validation' else 'test'}' rows in the split column"
+            )
+
+
+def tabular_protocol(
+    backbone: nn.Module,
+    preprocessing: TabularPreprocessing,
+    data: TabularDataModule,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    heads: Sequence[HeadKind] = ("mlp",),
+    reduction: Reduction = "per_token",
+    config: HeadConfig | None = None,
+    boosting: BoostingConfig | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """:func:`compare` for a frozen tabular backbone on the splits of ``data``.
+
+    The rows go through the backbone's own ``preprocessing`` (the one fitted on its pretraining table, from its
+    export), so the backbone sees what it was trained on; the raw-feature head and the trees see the same
+    preprocessed columns. Labels, task and classes are the datamodule's target.
+    """
+    check_tabular_data(data)
+    labelled = {"train": data.train_set, "val": data.val_set, "test": data.test_set}
+    if preprocessing is data.preprocessing:
+        splits = labelled
+    else:
+        frames = {"train": data.splits.train, "val": data.splits.val, "test": data.splits.test}
+        splits = {}
+        for name, frame in frames.items():
+            x = preprocessing.transform(frame, f"{data.splits.source} ({name} split)")
+            splits[name] = TabularDataset(x["num"], x["cat"], labelled[name].labels)
+    results = compare(backbone, splits["train"], splits["val"], splits["test"], data.preprocessing.task,
+                      data.preprocessing.num_classes, preprocessing.cardinalities, seeds, heads, reduction, config,
+                      boosting, device)
+    results.update(rows={n: len(d) for n, d in splits.items()}, features=preprocessing.feature_names,
+                   source=data.splits.source)
+    return results
+
+
+def tabular_summary(results: dict[str, Any]) -> dict[str, float]:
+    """The headline numbers of :func:`compare`'s results: the mean test score of every model."""
+    return {name: s["test_mean"] for name, s in results["models"].items()}
+
+
+def print_tabular_table(results: dict[str, Any], title: str) -> None:
+    """One row per model: test score mean ± std over seeds, validation mean, number of seeds."""
+    higher_better = results["task"] == "classification"
+    table = Table(title=title)
+    table.add_column("model")
+    table.add_column(("accuracy (%)" if higher_better else "RMSE") + ", test, mean ± std", justify="right")
+    table.add_column("validation, mean", justify="right")
+    table.add_column("seeds", justify="right")
+    for name, s in results["models"].items():
+        table.add_row(name, f"{s['test_mean']:.4f} ± {s['test_std']:.4f}", f"{s['val_mean']:.4f}", str(len(s["test"])))
+    Console().print(table)
