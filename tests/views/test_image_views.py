@@ -251,3 +251,25 @@ def test_random_blur_draws_sigma_per_sample_and_checks_its_arguments() -> None:
         _RandomGaussianBlur(4, (0.1, 2.0), p=1.0)
     with pytest.raises(ValueError, match="blur_sigma"):
         _RandomGaussianBlur(5, (0.0, 2.0), p=1.0)
+
+
+def test_crops_shrunk_a_lot_are_box_averaged_first_and_grouping_keeps_each_samples_crop() -> None:
+    from byol.views.image import _RandomResizedCrop
+
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    whole = _RandomResizedCrop((16, 16), scale=(1.0, 1.0), ratio=(1.0, 1.0))  # shrunk 4x: pooled by 4
+    torch.testing.assert_close(whole(x), torch.nn.functional.avg_pool2d(x, 4), atol=1e-6, rtol=0)
+    torch.manual_seed(0)
+    crop = _RandomResizedCrop((12, 12), scale=(0.02, 1.0))  # shrink factors from < 1 to 5: several groups
+    x = torch.rand(16, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    out = crop(x)
+    corners = crop._params["src"]
+    first, last = corners.amin(1), corners.amax(1) + 1
+    pools = set()
+    for i in range(len(x)):
+        shrink = min((last[i, 0] - first[i, 0]).item() / 12, (last[i, 1] - first[i, 1]).item() / 12)
+        p = int(min(max(shrink // 1, 1), crop.max_prepool))
+        pools.add(p)
+        alone = crop._resize(x[i : i + 1], first[i : i + 1] / p, last[i : i + 1] / p, p, (12, 12))
+        torch.testing.assert_close(out[i : i + 1], alone, atol=1e-6, rtol=0)
+    assert len(pools) >= 3

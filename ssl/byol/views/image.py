@@ -49,23 +49,55 @@ def default_blur_kernel_size(size: int) -> int:
 
 
 class _RandomResizedCrop(K.RandomResizedCrop):
-    """kornia's ``RandomResizedCrop`` parameters (per-sample area and aspect ratio), every crop resized in one call.
+    """kornia's ``RandomResizedCrop`` parameters (per-sample area and aspect ratio), every crop resized in one call
+    per shrink factor.
 
     Crops of different sizes are resized together by ``torchvision.ops.roi_align``: each output pixel averages
     ``ceil(crop side / output side)`` bilinear samples per axis over its footprint, i.e. plain bilinear
     interpolation when a crop is enlarged and an area (box-filter) average when it is shrunk, so shrunk crops are
-    anti-aliased as torchvision's ``RandomResizedCrop`` does for tensors. One kernel for the whole batch instead of
-    a Python loop of one resize per sample (kornia's slice mode), which costs a kernel launch per image on a GPU.
+    anti-aliased as torchvision's ``RandomResizedCrop`` does for tensors. A crop shrunk by ``p >= 2`` or more on
+    both axes is first box-averaged by ``p`` (``avg_pool2d``, one cheap pass) so that ``roi_align`` takes fewer
+    samples per pixel: the same area average, at a fraction of the cost when shrinking a lot (96 px crops from
+    256 px images). Crops are grouped by ``p`` (at most ``max_prepool`` groups); the crop corners are drawn on the
+    host, so grouping reads nothing from the device. One ``roi_align`` per group instead of a Python loop of one
+    resize per sample (kornia's slice mode), which costs a kernel launch per image on a GPU.
     """
+
+    max_prepool = 4
 
     def apply_transform(
         self, input: Tensor, params: dict[str, Tensor], flags: dict[str, Any], transform: Tensor | None = None
     ) -> Tensor:
-        corners = params["src"].to(device=input.device, dtype=input.dtype)  # (B, 4, 2): x, y of the crop's corners
+        corners = params["src"]  # (B, 4, 2) x, y of the crop's corners, drawn by kornia on the host
         first, last = corners.amin(dim=1), corners.amax(dim=1) + 1  # pixel i covers [i, i + 1)
-        index = torch.arange(len(input), device=input.device, dtype=input.dtype)[:, None]
-        boxes = torch.cat([index, first, last], dim=1)  # (B, 5): batch index, x1, y1, x2, y2
-        return roi_align(input, boxes, output_size=tuple(flags["size"]), sampling_ratio=-1, aligned=True)
+        out_h, out_w = (int(v) for v in flags["size"])
+        if corners.device.type != "cpu":  # drawn on the device: no host grouping (it would read them back)
+            return self._resize(input, first.to(input.dtype), last.to(input.dtype), 1, (out_h, out_w))
+        shrink = torch.minimum((last[:, 0] - first[:, 0]) / out_w, (last[:, 1] - first[:, 1]) / out_h)
+        prepool = shrink.floor().clamp(1, self.max_prepool).long()  # (B,) on the host
+        order = torch.argsort(prepool, stable=True)
+        counts = torch.bincount(prepool, minlength=self.max_prepool + 1).tolist()  # host tensor: no device read
+        device_order = order.to(input.device, non_blocking=True)
+        parts, start = [], 0
+        for p, n in enumerate(counts):
+            if n == 0:
+                continue
+            rows = order[start : start + n]
+            part = input.index_select(0, device_order[start : start + n])
+            parts.append(self._resize(part, first[rows] / p, last[rows] / p, p, (out_h, out_w)))
+            start += n
+        resized = torch.cat(parts) if len(parts) > 1 else parts[0]
+        return resized.index_select(0, torch.argsort(order).to(input.device, non_blocking=True))
+
+    @staticmethod
+    def _resize(images: Tensor, first: Tensor, last: Tensor, prepool: int, size: tuple[int, int]) -> Tensor:
+        """Crops ``[first, last)`` (``(n, 2)`` x, y, in units of the ``prepool``-times box-averaged images) of
+        ``images`` ``(n, C, H, W)``, resized to ``size`` by ``roi_align``."""
+        if prepool > 1:
+            images = nn.functional.avg_pool2d(images, prepool, ceil_mode=True, count_include_pad=False)
+        index = torch.arange(len(images), dtype=first.dtype, device=first.device)[:, None]
+        boxes = torch.cat([index, first, last], dim=1).to(images.device, images.dtype, non_blocking=True)
+        return roi_align(images, boxes, output_size=size, sampling_ratio=-1, aligned=True)
 
 
 def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
