@@ -224,3 +224,32 @@ def test_a_wrong_file_is_one_line_that_names_it(tmp_path, capsys, monkeypatch):
     text.write_text("not weights")
     with pytest.raises(ValueError, match=f"{text} is not a readable torch file"):
         import_weights(str(text), tmp_path / "out")
+
+
+def test_imported_byola_weights_go_straight_into_the_audio_protocol(tmp_path, capsys):
+    """Released BYOL-A weights (synthetic, the real key names and shapes) -> ``byol import`` -> ``byol eval audio``
+    on an FSDD-like folder, end to end; the record names the imported weights' hash."""
+    import numpy as np
+    import soundfile
+
+    from byol.cli import main
+    from byol.eval.results import read_records
+
+    root = tmp_path / "fsdd"  # {digit}_{speaker}_{index}.wav: indices 0-4 test, 5-49 train; tones by digit
+    root.mkdir()
+    t = np.arange(4800) / 8000
+    for digit in (0, 1):
+        for speaker in ("alice", "bob"):
+            for index in (0, 1, 5, 6, 7):
+                wave = 0.3 * np.sin(2 * np.pi * (300 + 200 * digit) * t) + 0.01 * index
+                soundfile.write(root / f"{digit}_{speaker}_{index}.wav", wave.astype(np.float32), 8000)
+    pth = tmp_path / "AudioNTT2020-BYOLA-64x96d512.pth"
+    torch.save(byola_state(512), pth)
+    main(["import", str(pth), str(tmp_path / "byola"), "--mean", "-5.0", "--std", "4.0"])
+    main(["eval", "audio", str(tmp_path / "byola"), "--data.root", str(root), "--data.segment_seconds", "0.25",
+          "--repeats", "1", "--batch_size", "8", "--device", "cpu"])
+    assert "conventional split" in capsys.readouterr().out
+    (record,) = read_records(tmp_path / "byola")
+    config = json.loads((tmp_path / "byola" / "config.json").read_text())
+    assert record["protocol"] == "audio/fsdd" and config["sha256"].startswith(record["backbone"]["sha256"])
+    assert 0 <= record["summary"]["conventional backbone"] <= 100
