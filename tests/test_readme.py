@@ -69,7 +69,7 @@ NOT_RUN = {
     "byol fit -c configs/byola_fsdd.yaml": "needs FSDD (../shared/data); tests/audio/test_audio_configs.py",
     "byol fit -c configs/byola_v1.yaml ...": "needs an audio corpus; tests/audio/test_audio_configs.py",
     "byol fit -c configs/byola_v2.yaml ...": "needs an audio corpus; tests/audio/test_audio_configs.py",
-    "python scripts/compare_methods.py --data fsdd --epochs 10":
+    "python scripts/compare_methods.py --data fsdd --epochs 10 --draws 5":
         "needs FSDD and 25 min; its clip embeddings and probes: tests/audio/test_audio_eval.py, tests/eval/",
     "python scripts/byola_fsdd.py": "needs FSDD; tests/audio/test_audio_eval.py runs the protocol on a tiny copy",
     "byol fit -c configs/tjepa_california.yaml": "needs the FT-Transformer split; tests/tabular/test_tabular_configs.py",
