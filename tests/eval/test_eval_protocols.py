@@ -33,12 +33,7 @@ from byol.views import ImagePreprocess, LogMelPreprocess
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/eval/conftest.py
 
 
 def write_clips(folder: Path, names: list[str], seconds: float = 0.6, sample_rate: int = 8000) -> Path:

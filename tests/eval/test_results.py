@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 from byol import export_backbone
 from byol.cli import main
@@ -19,13 +18,7 @@ DIGITS = ["--train.class_path", "byol.data.Digits", "--train.init_args.split", "
           "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small problems run fastest on one thread, and far faster on a machine shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/eval/conftest.py
 
 
 @pytest.fixture
