@@ -66,7 +66,8 @@ from byol.core import ema_update
 from byol.data import DataModule, ImageFolder
 from byol.losses import symmetric_byol_loss
 from byol.methods.tjepa import jepa_loss
-from byol.models.tabular import TabularTransformer, TJEPAPredictor, gather_tokens
+from byol.models.tabular import TabularTransformer, TJEPAPredictor
+from byol.models.tokens import gather_tokens
 from byol.views import BYOLAViews, BYOLImageViews, SmallImageViews
 from byol.views.image import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, default_blur_kernel_size
 
@@ -971,7 +972,7 @@ def tjepa_step(model: TJEPA, inputs: dict[str, torch.Tensor], labels: torch.Tens
 
     def loss() -> torch.Tensor:
         x, masks, _ = model.training_views((inputs, labels))
-        targets = gather_tokens(model.target.feature_tokens(model.target_tokens(x)), masks.targets)
+        targets = gather_tokens(model.target_tokens(x).patches, masks.targets)
         return jepa_loss(model.predict_targets(x, masks), targets)
 
     def step() -> None:

@@ -7,7 +7,8 @@ import torch
 
 import byol.models
 from byol.export import export_backbone, load_backbone
-from byol.models.tabular import FeatureTokenizer, TabularTransformer, TJEPAPredictor, gather_tokens, sincos_encoding
+from byol.models.tabular import FeatureTokenizer, TabularTransformer, TJEPAPredictor, sincos_encoding
+from byol.models.tokens import gather_tokens
 
 CARDS = [4, 3]
 
@@ -59,14 +60,16 @@ def test_missing_numeric_value_uses_the_learned_missing_token_with_finite_gradie
 
 def test_tokens_start_with_reg_then_features_and_keep_selects_features_not_reg_tokens():
     enc, x = encoder(), batch()
-    full = enc.tokens(x)
+    out = enc.tokens(x)
+    full = out.sequence
+    assert out.prefix.shape == (5, 2, 8) and out.patches.shape == (5, 5, 8)
     assert full.shape == (5, 2 + 5, 8) and enc.num_tokens == 7 and enc.num_features == 56
+    torch.testing.assert_close(enc.pool(out), enc(x))
     # the transformer is permutation-equivariant: keeping every feature in another order permutes the feature tokens
     perm = torch.stack([torch.randperm(5, generator=torch.Generator().manual_seed(b)) for b in range(5)])
-    shuffled = enc.tokens(x, keep=perm)
+    shuffled = enc.tokens(x, keep=perm).sequence
     torch.testing.assert_close(shuffled[:, :2], full[:, :2], atol=1e-5, rtol=1e-5)  # [REG] outputs unchanged
-    torch.testing.assert_close(enc.feature_tokens(shuffled), gather_tokens(enc.feature_tokens(full), perm),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shuffled[:, 2:], gather_tokens(full[:, 2:], perm), atol=1e-5, rtol=1e-5)
     for b in range(5):
         torch.testing.assert_close(shuffled[b, 2:], full[b, 2 + perm[b]], atol=1e-5, rtol=1e-5)
 
@@ -74,19 +77,19 @@ def test_tokens_start_with_reg_then_features_and_keep_selects_features_not_reg_t
 def test_context_encoder_sees_only_the_kept_features():
     enc, x = encoder(), batch()
     keep = torch.tensor([[0, 3]] * 5)
-    out = enc.tokens(x, keep=keep)
+    out = enc.tokens(x, keep=keep).sequence
     changed = {"num": x["num"].clone(), "cat": x["cat"].clone()}
     changed["num"][:, 1:] += 10.0  # features 1 and 2: not kept
     changed["cat"][:, 1] = (changed["cat"][:, 1] + 1) % 3  # feature 4: not kept
-    torch.testing.assert_close(enc.tokens(changed, keep=keep), out)
+    torch.testing.assert_close(enc.tokens(changed, keep=keep).sequence, out)
     changed["num"][:, 0] += 1.0  # feature 0: kept
-    assert not torch.allclose(enc.tokens(changed, keep=keep), out)
+    assert not torch.allclose(enc.tokens(changed, keep=keep).sequence, out)
 
 
 def test_every_feature_reaches_every_output_token_of_the_full_row():
     enc, x = encoder(), batch(1)
     num = x["num"].clone().requires_grad_(True)
-    out = enc.tokens({"num": num, "cat": x["cat"]})
+    out = enc.tokens({"num": num, "cat": x["cat"]}).sequence
     w = torch.randn(out.shape[-1])  # a plain sum of a LayerNorm output would be constant
     for t in range(out.shape[1]):
         (g,) = torch.autograd.grad((out[0, t] * w).sum(), num, retain_graph=True)

@@ -17,7 +17,8 @@ from byol.core.checkpoint_io import read_checkpoint
 from byol.export import load_pretrained
 from byol.methods.tjepa import TJEPA, jepa_loss
 from byol.models.state import strict_load
-from byol.models.tabular import TabularTransformer, TJEPAPredictor, gather_tokens
+from byol.models.tabular import TabularTransformer, TJEPAPredictor
+from byol.models.tokens import gather_tokens
 
 ENCODER = partial(TabularTransformer, dim=8, depth=1, heads=2, ffn_dim=16, num_reg_tokens=2)
 PREDICTOR = partial(TJEPAPredictor, dim=4, depth=1, heads=2, ffn_dim=8)
@@ -93,12 +94,12 @@ def test_targets_are_the_full_row_target_tokens_of_the_target_features(tmp_path)
     torch.manual_seed(0)
     masks = model.masks(8, 9)
     full = model.target_tokens(x)
-    assert calls == [None] and full.shape == (8, 2 + 9, 8)  # the target sees every feature
-    targets = gather_tokens(model.backbone.feature_tokens(full), masks.targets)
+    assert calls == [None] and full.sequence.shape == (8, 2 + 9, 8)  # the target sees every feature
+    targets = gather_tokens(full.patches, masks.targets)
     for b in range(8):
         for m in range(masks.targets.shape[1]):
             for k, f in enumerate(masks.targets[b, m].tolist()):
-                torch.testing.assert_close(targets[b, m, k], full[b, 2 + f])  # after the 2 [REG] tokens
+                torch.testing.assert_close(targets[b, m, k], full.sequence[b, 2 + f])  # after the 2 [REG] tokens
     model.train()
     model.log = lambda *args, **kwargs: None  # outside a training loop
     loss = model.training_step((x, masks, y), 0)

@@ -14,7 +14,8 @@ from ..core.base import Method, StepOutput
 from ..core.monitor import OnlineLinearProbe
 from ..core.schedules import LinearTau, TauSchedule
 from ..core.teacher import EMATeacher
-from ..models.tabular import TabularTransformer, TJEPAPredictor, gather_tokens
+from ..models.tabular import TabularTransformer, TJEPAPredictor
+from ..models.tokens import Tokens, gather_tokens
 from ..views.tabular_masks import FeatureMasks, TabularMasks
 
 EncoderFactory = Callable[[int, list[int]], TabularTransformer]
@@ -164,17 +165,17 @@ class TJEPA(Method):
     def predict_targets(self, x: dict[str, Tensor], masks: FeatureMasks) -> Tensor:
         """Context encoder on the context features, then the predictor: ``(B, M, K_t, d)``."""
         context = self.online.tokens(x, keep=masks.context)
-        return self.predictor(context, masks.context, masks.targets)
+        return self.predictor(context.sequence, masks.context, masks.targets)
 
     @torch.no_grad()
-    def target_tokens(self, x: dict[str, Tensor]) -> Tensor:
-        """The target encoder's tokens ``(B, R + F, d)`` of the full rows (it sees every feature)."""
+    def target_tokens(self, x: dict[str, Tensor]) -> Tokens:
+        """The target encoder's tokens of the full rows (it sees every feature)."""
         return self.backbone.tokens(x)
 
     def compute_loss(self, batch: tuple[dict[str, Tensor], FeatureMasks, Tensor]) -> StepOutput:
         x, masks, labels = batch
         full = self.target_tokens(x)
-        targets = gather_tokens(self.backbone.feature_tokens(full), masks.targets)
+        targets = gather_tokens(full.patches, masks.targets)
         loss = jepa_loss(self.predict_targets(x, masks), targets)
-        representation = full.flatten(1)  # the monitors and the probe see the representation that is exported
+        representation = self.backbone.pool(full)  # the monitors and the probe see the representation that is exported
         return StepOutput(loss, representation, representation, labels)

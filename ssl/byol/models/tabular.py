@@ -5,9 +5,9 @@ The encoder turns it into ``R + F`` tokens of width ``d``: ``R`` [REG] tokens
 (the paper's regularisation tokens) at positions ``0 .. R-1``, then the
 features. **Feature indices** (what masks hold) always run over ``[0, F)`` and
 address features, never tokens: the encoder selects the kept features *before*
-it prepends the [REG] tokens, and :meth:`TabularTransformer.feature_tokens`
-drops the [REG] outputs before a selection. (The reference implementation
-gathers masked indices from the sequence that already starts with a [CLS]/[REG]
+it prepends the [REG] tokens, and :meth:`TabularTransformer.tokens` returns
+the [REG] outputs apart from the features' (:class:`~byol.models.tokens.Tokens`).
+(The reference implementation gathers masked indices from the sequence that already starts with a [CLS]/[REG]
 token, which shifts every feature by one; nothing here does that.)
 """
 
@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .state import strict_load
+from .tokens import Tokens, gather_tokens, replace_masked
 
 
 def sincos_encoding(positions: int, dim: int) -> Tensor:
@@ -30,13 +31,6 @@ def sincos_encoding(positions: int, dim: int) -> Tensor:
     freqs = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))
     angles = torch.arange(positions, dtype=torch.float64)[:, None] * freqs[None]
     return torch.cat([angles.sin(), angles.cos()], dim=1).float()
-
-
-def gather_tokens(tokens: Tensor, index: Tensor) -> Tensor:
-    """Select tokens per row: ``tokens (B, N, d)``, ``index (B, *S)`` in ``[0, N)`` -> ``(B, *S, d)``."""
-    flat = index.reshape(index.shape[0], -1)
-    picked = tokens.gather(1, flat.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-    return picked.reshape(*index.shape, tokens.shape[-1])
 
 
 class FeatureTokenizer(nn.Module):
@@ -109,7 +103,7 @@ def _transformer(dim: int, depth: int, heads: int, ffn_dim: int, dropout: float)
 
 
 class TabularTransformer(nn.Module):
-    """T-JEPA's encoder (context and target): feature tokens + [REG] tokens -> transformer -> ``(B, R + F, d)``.
+    """T-JEPA's encoder (context and target): feature tokens + [REG] tokens -> transformer -> ``R + F`` tokens.
 
     Each feature token gets a fixed sine-cosine encoding of its feature index
     (added before any selection, so a kept feature carries its own index). The
@@ -163,29 +157,36 @@ class TabularTransformer(nn.Module):
         """``F``, the number of feature tokens."""
         return self.tokenizer.num_features
 
-    def tokens(self, x: dict[str, Tensor], keep: Tensor | None = None) -> Tensor:
-        """Encode the kept features of each row.
+    def tokens(
+        self, x: dict[str, Tensor], keep: Tensor | None = None, mask: Tensor | None = None,
+        mask_token: Tensor | None = None,
+    ) -> Tokens:
+        """Encode the kept features of each row (the token interface, :mod:`byol.models.tokens`).
 
         Args:
             x: ``{"num": (B, F_num), "cat": (B, F_cat)}``.
             keep: ``(B, K)`` feature indices in ``[0, F)`` per row; ``None`` keeps all ``F`` in order.
+            mask, mask_token: ``(B, F)`` features whose token is replaced by ``mask_token`` ``(d,)`` before the
+                feature-index encoding is added (and before ``keep``).
 
         Returns:
-            ``(B, R + K, d)``: the ``R`` [REG] outputs, then the kept features in the order of ``keep``.
+            :class:`Tokens`: ``prefix`` the ``R`` [REG] outputs ``(B, R, d)``, ``patches`` the kept features
+            ``(B, K, d)`` in the order of ``keep``.
         """
-        features = self.tokenizer(x["num"], x["cat"]) + self.feature_index
+        features = replace_masked(self.tokenizer(x["num"], x["cat"]), mask, mask_token) + self.feature_index
         if keep is not None:
             features = gather_tokens(features, keep)
         reg = self.reg_tokens.expand(len(features), -1, -1)
-        return self.norm(self.blocks(torch.cat([reg, features], dim=1)))
+        out = self.norm(self.blocks(torch.cat([reg, features], dim=1)))
+        return Tokens(out[:, : self.num_reg_tokens], out[:, self.num_reg_tokens :])
 
-    def feature_tokens(self, tokens: Tensor) -> Tensor:
-        """The feature part ``(B, K, d)`` of an output ``(B, R + K, d)`` of :meth:`tokens`."""
-        return tokens[:, self.num_reg_tokens :]
+    def pool(self, tokens: Tokens) -> Tensor:
+        """The representation of :meth:`forward` from tokens: every output flattened, ``(B, (R + K) * d)``."""
+        return tokens.sequence.flatten(1)
 
     def forward(self, x: dict[str, Tensor]) -> Tensor:
         """The full row's representation, flattened: ``(B, (R + F) * d)``."""
-        return self.tokens(x).flatten(1)
+        return self.pool(self.tokens(x))
 
     def export_state_dict(self) -> dict[str, Tensor]:
         return self.state_dict()

@@ -9,10 +9,12 @@ import torch
 from torch import nn
 
 from .state import strict_load
+from .tokens import Tokens, gather_tokens, replace_masked
 
 
 class TimmBackbone(nn.Module):
-    """A timm model without its classifier: images ``(B, C, H, W)`` to features ``(B, D)``.
+    """A timm model without its classifier: images ``(B, C, H, W)`` to features ``(B, D)``; ViTs also give tokens
+    (:meth:`tokens`, :meth:`pool`).
 
     Args:
         name: any ``timm.list_models()`` name, e.g. ``"resnet50"``, ``"vit_small_patch16_224"``.
@@ -52,6 +54,61 @@ class TimmBackbone(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Map ``(B, C, H, W)`` images to ``(B, num_features)`` pooled features."""
         return self.model(images)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """``P``: a ViT's CLS and register tokens (0 for a ViT without them); only ViTs have tokens."""
+        return self._vit().num_prefix_tokens
+
+    def grid_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(H_p, W_p)``, the patch grid of an image of ``height x width`` pixels (ViTs only)."""
+        patch_h, patch_w = self._vit().patch_embed.patch_size
+        return height // patch_h, width // patch_w
+
+    def tokens(
+        self,
+        images: torch.Tensor,
+        keep: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        mask_token: torch.Tensor | None = None,
+    ) -> Tokens:
+        """A ViT's output tokens, optionally for a subset of its patches (the token interface, :mod:`byol.models.tokens`).
+
+        The patches are embedded and get their position embedding first; then ``keep`` selects the patches the
+        blocks see (I-JEPA's context encoder sees only its context block), the CLS and register tokens are
+        prepended as timm does, and the blocks and the final norm run. ``mask`` replaces the embeddings of
+        masked patches by ``mask_token`` before the position embedding (iBOT, DINOv2), so a masked patch still
+        knows where it is.
+
+        Args:
+            images: ``(B, C, H, W)``.
+            keep: ``(B, K)`` patch indices in ``[0, N)`` (row-major over the ``(H_p, W_p)`` grid); ``None``: all.
+            mask, mask_token: ``(B, N)`` bool and ``(d,)``.
+
+        Returns:
+            :class:`Tokens` with ``prefix`` ``(B, P, d)`` (CLS first, then registers) and ``patches`` ``(B, K, d)``.
+        """
+        vit = self._vit()
+        x = vit.patch_embed(images)  # (B, N, d), or (B, H_p, W_p, d) with dynamic_img_size
+        if mask is not None:
+            x = replace_masked(x.reshape(x.shape[0], -1, x.shape[-1]), mask, mask_token).view_as(x)
+        x = vit._pos_embed(x)  # (B, P + N, d): prefix tokens prepended, position embeddings added
+        prefix, patches = x[:, : vit.num_prefix_tokens], x[:, vit.num_prefix_tokens :]
+        if keep is not None:
+            patches = gather_tokens(patches, keep)
+        x = vit.norm(vit.blocks(vit.norm_pre(torch.cat([prefix, patches], dim=1))))
+        return Tokens(x[:, : vit.num_prefix_tokens], x[:, vit.num_prefix_tokens :])
+
+    def pool(self, tokens: Tokens) -> torch.Tensor:
+        """The features of :meth:`forward` from tokens, ``(B, num_features)``: timm's pooling (CLS token or the mean
+        of the patches, as the model is configured) and its final norm, so ``pool(tokens(x)) == forward(x)``."""
+        return self._vit().forward_head(tokens.sequence, pre_logits=True)
+
+    def _vit(self) -> nn.Module:
+        model = self.model
+        if not all(hasattr(model, a) for a in ("patch_embed", "_pos_embed", "blocks", "num_prefix_tokens")):
+            raise TypeError(f"tokens need a timm VisionTransformer; {self.name!r} has no patch tokens")
+        return model
 
     def export_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights under timm's own key names, so timm can load them directly."""
