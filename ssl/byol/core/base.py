@@ -66,6 +66,9 @@ class Method(L.LightningModule):
         lr_schedule: learning-rate multiplier per step, built from ``(total_steps, warmup_steps)``;
             default: linear warm-up then cosine to 0.
         warmup_epochs: epochs of linear learning-rate warm-up (fractional allowed).
+        weight_decay_end: when set, the weight decay of the decayed parameter groups follows a cosine from the
+            optimizer's ``weight_decay`` to this value over the run (DINO: 0.04 -> 0.4; I-JEPA likewise); ``None``
+            keeps it constant.
         lr_reference_batch: when set, the optimizer's ``lr`` is the rate for a batch of this many samples and is
             scaled linearly to the effective batch (per device x devices x nodes x accumulation), so a recipe
             keeps its meaning on any number of devices; ``None`` uses ``lr`` as given.
@@ -84,6 +87,7 @@ class Method(L.LightningModule):
         optimizer: OptimizerFactory = torch.optim.AdamW,
         lr_schedule: LRScheduleFactory = WarmupCosine,
         warmup_epochs: float = 0.0,
+        weight_decay_end: float | None = None,
         lr_reference_batch: int | None = None,
         feature_dim: int | None = None,
         num_classes: int | None = None,
@@ -95,6 +99,7 @@ class Method(L.LightningModule):
         self.optimizer_factory = optimizer
         self.lr_schedule = lr_schedule
         self.warmup_epochs = warmup_epochs
+        self.weight_decay_end = weight_decay_end
         self.probe_lr = probe_lr
         if lr_reference_batch is not None and lr_reference_batch <= 0:
             raise ValueError(f"lr_reference_batch must be positive, got {lr_reference_batch}")
@@ -293,6 +298,8 @@ class Method(L.LightningModule):
         return ((name, m) for name, m in self.named_modules() if isinstance(m, EMATeacher))
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        if self.weight_decay_end is not None:
+            self._schedule_weight_decay(self.trainer.optimizers[0])
         super().optimizer_step(*args, **kwargs)
         # Lightning calls this once per optimizer step; global_step counts the steps completed before it.
         logging = self.on_logging_step()  # self.log copies a Python number to the device, and that copy waits
@@ -406,6 +413,16 @@ class Method(L.LightningModule):
             self._scale_lr(optimizer.param_groups[:method_groups])
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _schedule_weight_decay(self, optimizer: torch.optim.Optimizer) -> None:
+        """Set each decayed group's weight decay for this step: a cosine from its initial value (kept as
+        ``initial_weight_decay``) at step 0 to ``weight_decay_end`` at the last step."""
+        progress = min(self.trainer.global_step / self.total_steps, 1.0)
+        for group in optimizer.param_groups:
+            start = group.setdefault("initial_weight_decay", group.get("weight_decay", 0.0))
+            if start > 0:  # groups without decay (biases, norms, the probe) keep none
+                end = self.weight_decay_end
+                group["weight_decay"] = end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def _scale_lr(self, groups: list[dict]) -> None:
         """Linear scaling rule (Goyal et al. 2017; BYOL's ``0.2 x batch/256``): ``lr x batch / lr_reference_batch``."""
