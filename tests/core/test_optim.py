@@ -1,3 +1,7 @@
+import math
+
+import lightning as L
+import pytest
 import torch
 from timm.optim import Lars
 from torch import nn
@@ -38,3 +42,24 @@ def test_lars_skips_adaptation_for_no_decay_group():
     torch.testing.assert_close(b.detach(), b0 - 0.5 * gb)
     trust = 1e-3 * w0.norm() / (gw.norm() + w0.norm() * 1e-2 + 1e-8)
     torch.testing.assert_close(w.detach(), w0 - 0.5 * trust * (gw + 1e-2 * w0))
+
+
+class RecordDecay(L.Callback):
+    """The weight decay of every parameter group as the optimizer steps with it."""
+
+    def __init__(self) -> None:
+        self.decays: list[list[float]] = []
+
+    def on_before_optimizer_step(self, trainer, module, optimizer):
+        self.decays.append([g["weight_decay"] for g in optimizer.param_groups])
+
+
+def test_weight_decay_follows_a_cosine_to_its_end_value_on_decayed_groups_only(make_model, make_data, make_trainer):
+    model, record = make_model(weight_decay_end=0.4), RecordDecay()  # SGD with weight_decay 1e-4
+    make_trainer(max_epochs=2, callbacks=[record]).fit(model, make_data(n=64, batch_size=16))  # 8 steps
+    total = 8
+    for step, decays in enumerate(record.decays):
+        expected = 0.4 + (1e-4 - 0.4) * 0.5 * (1 + math.cos(math.pi * step / total))  # worked by hand
+        assert decays[0] == pytest.approx(expected)  # the decayed group
+        assert decays[1:] == [0.0, 0.0]  # biases and norms, the probe
+    assert len(record.decays) == total and record.decays[0][0] == pytest.approx(1e-4)

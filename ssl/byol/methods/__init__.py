@@ -2,9 +2,10 @@
 
 from .barlow_twins import BarlowTwins
 from .byol import BYOL
+from .dino import DINO
 from .mocov3 import MoCoV3
 from .simsiam import SimSiam
 from .tjepa import TJEPA
 from .vicreg import VICReg
 
-__all__ = ["BYOL", "BarlowTwins", "MoCoV3", "SimSiam", "TJEPA", "VICReg"]
+__all__ = ["BYOL", "BarlowTwins", "DINO", "MoCoV3", "SimSiam", "TJEPA", "VICReg"]
