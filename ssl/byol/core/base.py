@@ -314,7 +314,7 @@ class Method(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         out = self.compute_loss(batch)
         self.check_finite(out.loss)
-        self.log_loss(out.loss)
+        self.log_loss(out.loss, len(out.labels))
         for name, value in out.logs.items():
             self.log(f"train/{name}", value, on_step=True, on_epoch=False)
         self.log_monitors(out.features.detach(), out.projections.detach())
@@ -327,11 +327,12 @@ class Method(L.LightningModule):
         without a Trainer (a step called by hand logs nothing)."""
         return self._trainer is not None and self.trainer._logger_connector.should_update_logs
 
-    def log_loss(self, loss: torch.Tensor) -> None:
-        """Log the training loss per step and per epoch. The progress bar shows the epoch mean only: Lightning reads
-        every progress-bar value of a step back to the host at the end of that step, which stalls a GPU."""
-        self.log("train/loss", loss, on_step=True, on_epoch=True)
-        self.log("loss", loss, on_step=False, on_epoch=True, prog_bar=True, logger=False)
+    def log_loss(self, loss: torch.Tensor, batch_size: int) -> None:
+        """Log the training loss per step and per epoch (the epoch mean weighs steps by ``batch_size`` samples).
+        The progress bar shows the epoch mean only: Lightning reads every progress-bar value of a step back to the
+        host at the end of that step, which stalls a GPU."""
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=batch_size)
+        self.log("loss", loss, on_step=False, on_epoch=True, prog_bar=True, logger=False, batch_size=batch_size)
 
     def log_monitors(self, embeddings: torch.Tensor, projections: torch.Tensor) -> None:
         """Log label-free collapse signals of one view, ``(B, D)`` embeddings and ``(B, P)`` projections, on
@@ -381,7 +382,7 @@ class Method(L.LightningModule):
         loss, logits = self.probe(features, labels)
         labeled = labels >= 0  # accuracy over the labeled samples (0 for a batch without any), no host sync
         acc = ((logits.argmax(1) == labels) & labeled).sum() / labeled.sum().clamp(min=1)
-        self.log("train/probe_acc", acc, on_step=True, on_epoch=True)
+        self.log("train/probe_acc", acc, on_step=True, on_epoch=True, batch_size=len(labels))
         self.log("train/probe_loss", loss, on_step=True, on_epoch=False)
         return loss
 
