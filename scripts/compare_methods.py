@@ -44,7 +44,7 @@ RECIPES = {  # data set -> method -> (recipe, extra options)
         "SimSiam": ("simsiam_digits", []), "MoCo v3": ("mocov3_digits", []),
         "Barlow Twins": ("barlow_twins_digits", []),
         "Barlow Twins + mixed samples": ("barlow_twins_digits", ["--model.init_args.mixed_samples", "4.0"]),
-        "VICReg": ("vicreg_digits", []),
+        "VICReg": ("vicreg_digits", []), "DINO": ("dino_digits", []),
     },
     "fsdd": {
         "BYOL": ("byola_fsdd", []), "BYOL + CCSL": ("byola_fsdd", CCSL), "SimSiam": ("simsiam_fsdd", []),

@@ -18,19 +18,26 @@ class SaveWeights(L.Callback):
 
 
 def _method(name: str, make_model):
-    """The tiny BYOL, or another method on its backbone and views (MoCo v3 and VICReg gather across ranks)."""
-    from byol import MoCoV3, VICReg
+    """The tiny BYOL, or another method on its backbone and views (MoCo v3 and VICReg gather across ranks; DINO's
+    centre is a mean over the global batch)."""
+    from byol import DINO, MoCoV3, VICReg
+    from byol.core import DINOHead
+    from byol.views import DINOGreyImageViews
 
     model = make_model()
     if name == "BYOL":
         return model
     torch.manual_seed(0)
+    if name == "DINO":
+        views = DINOGreyImageViews(global_size=8, local_size=4, num_local_crops=2)
+        return DINO(model.backbone, views, head=partial(DINOHead, out_dim=16, hidden_dim=16, bottleneck_dim=8),
+                    num_classes=10, optimizer=model.optimizer_factory)
     heads = dict(projector_hidden_dim=32, projection_dim=16)
     cls = {"MoCoV3": partial(MoCoV3, predictor_hidden_dim=32), "VICReg": VICReg}[name]
     return cls(model.backbone, model.views, **heads, num_classes=10, optimizer=model.optimizer_factory)
 
 
-@pytest.mark.parametrize("name", ["BYOL", "MoCoV3", "VICReg"])
+@pytest.mark.parametrize("name", ["BYOL", "MoCoV3", "VICReg", "DINO"])
 def test_two_process_ddp_keeps_ranks_identical(name, make_model, make_data, make_trainer, tmp_path):
     """Also for losses over the global batch, whose gather runs inside Lightning's process group."""
     model = _method(name, make_model)
@@ -46,8 +53,10 @@ def test_two_process_ddp_keeps_ranks_identical(name, make_model, make_data, make
     if name != "VICReg":
         assert not torch.equal(r0[f"target.module.{conv}"], init[f"target.module.{conv}"])
     for key in r0:
-        if key.startswith(("online.", "target.", "predictor.")) and "running_" not in key and "num_batches" not in key:
+        if key.startswith(("online.", "target.", "predictor.", "centering.")) and "running_" not in key and "num_batches" not in key:
             assert torch.equal(r0[key], r1[key]), key
+    if name == "DINO":  # the centre moved, and by the same global mean on both ranks
+        assert r0["centering.center"].abs().sum() > 0
 
 
 def _fresh_models(make_model):

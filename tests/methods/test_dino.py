@@ -3,12 +3,13 @@ iBOT patch term and KoLeo, and the head's shape."""
 
 from functools import partial
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
 
 from byol import TimmBackbone
-from byol.core import DINOHead, WeightNormLinear
+from byol.core import DINOHead, EMATeacher, WeightNormLinear
 from byol.losses.dino import TeacherTemperature, ibot_patch_loss, koleo_loss
 from byol.methods.dino import DINO, masked_patch_loss
 from byol.views.patch_masks import RandomPatchMasks
@@ -139,3 +140,39 @@ class NoTokens(torch.nn.Module):
 def test_patch_masks_need_a_backbone_with_tokens():
     with pytest.raises(TypeError, match="patch_masks.*tokens.*NoTokens"):
         dino(NoTokens(), patch_masks=RandomPatchMasks())
+
+
+def trainable_dino(**kwargs) -> DINO:
+    from byol.views import DINOGreyImageViews
+
+    torch.manual_seed(0)
+    views = DINOGreyImageViews(global_size=8, local_size=4, num_local_crops=2)
+    return DINO(resnet(), views, head=HEAD, num_classes=10, warmup_epochs=0,
+                optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9, weight_decay=1e-4), **kwargs)
+
+
+class LastLayerPerEpoch(L.Callback):
+    def __init__(self) -> None:
+        self.weights = []
+
+    def on_train_epoch_end(self, trainer, module):
+        self.weights.append(module.online.projector.last_layer.weight_v.detach().clone())
+
+
+def test_the_last_layer_stays_frozen_for_its_epochs_and_then_learns(make_data, make_trainer):
+    model, record = trainable_dino(freeze_last_layer_epochs=1), LastLayerPerEpoch()
+    initial = model.online.projector.last_layer.weight_v.detach().clone()
+    conv = model.online.backbone.model.conv1.weight.detach().clone()
+    make_trainer(max_epochs=2, callbacks=[record]).fit(model, make_data(n=64, batch_size=16))  # 4 steps an epoch
+    assert torch.equal(record.weights[0], initial)  # epoch 0: no gradient, no momentum, no decay
+    assert not torch.equal(model.online.backbone.model.conv1.weight, conv)  # while everything else learned
+    assert not torch.equal(record.weights[1], initial)  # epoch 1: it learns
+
+
+def test_the_teacher_moves_once_per_optimizer_step_under_accumulation(make_data, make_trainer, monkeypatch):
+    calls = []
+    real = EMATeacher.update
+    monkeypatch.setattr(EMATeacher, "update", lambda self, step, total: (calls.append(step), real(self, step, total))[1])
+    trainer = make_trainer(accumulate_grad_batches=2)
+    trainer.fit(trainable_dino(), make_data(n=96, batch_size=16))  # 6 batches -> 3 optimizer steps
+    assert calls == [0, 1, 2] and trainer.global_step == 3
