@@ -117,3 +117,46 @@ def test_a_lightning_fit_talks_to_the_host_per_epoch_not_per_step(make_model, ma
     short = fit_traffic(make_model(), make_data(n=128, batch_size=16), 8)
     long = fit_traffic(make_model(), make_data(n=256, batch_size=16), 16)
     assert sorted(long) == sorted(short)
+
+
+def test_jepa_mask_samplers_read_nothing_back():
+    """The masks are drawn on the host from CPU tensors: nothing recorded, also when rows short of context are
+    redrawn (a 4x4 grid, and 4 blocks of 3x3 on 6x6 that must leave 16 patches) and the context is capped."""
+    from byol.views import MultiBlockMasks, TimeFrequencyMasks
+
+    crowded = MultiBlockMasks(target_scale=(0.25, 0.25), target_aspect=(1, 1), context_scale=(1, 1), min_keep=16)
+    for sampler, grid in [
+        (MultiBlockMasks(), (14, 14)),
+        (MultiBlockMasks(), (4, 4)),
+        (crowded, (6, 6)),
+        (TimeFrequencyMasks(), (4, 6)),
+        (TimeFrequencyMasks(context_ratio=0.3), (5, 38)),
+    ]:
+        assert host_traffic(lambda s=sampler, g=grid: s(32, g, "cpu")) == [], (sampler, grid)
+
+
+def test_dino_multi_crop_image_views_read_nothing_back():
+    """Every op of DINO's recipe (blur on both global crops and the local ones, solarize on global crop 2), the
+    presets, and no local crops."""
+    from byol.views import DINOGreyImageViews, DINOImageViews, DINOSmallImageViews
+
+    for views, images in [
+        (DINOImageViews(64, 32, num_local_crops=3), uint8(4, 3, 72)),
+        (DINOSmallImageViews(num_local_crops=2), uint8(4, 3, 32)),
+        (DINOGreyImageViews(num_local_crops=2), uint8(4, 1, 20)),
+        (DINOImageViews(32, 16, num_local_crops=0), uint8(2, 3, 40)),
+    ]:
+        assert host_traffic(lambda v=views, x=images: v(x)) == [], views
+
+
+def test_dino_multi_crop_audio_views_read_nothing_back():
+    """Dataset and running pre-normalisation; the second call mixes with the batch the first one remembered."""
+    from byol.views import DINOAudioViews
+
+    dataset = DINOAudioViews(norm_stats=(-8.0, 4.0), num_local_crops=2)
+    running = DINOAudioViews(pre_norm="running", num_local_crops=2)
+    global_only = DINOAudioViews(norm_stats=(-8.0, 4.0), num_local_crops=0)
+    waves = 0.1 * torch.randn(4, dataset.segment_samples, generator=torch.Generator().manual_seed(0))
+    assert host_traffic(lambda: dataset(waves)) == []
+    assert host_traffic(lambda: running(waves, epoch=0)) == []
+    assert host_traffic(lambda: global_only(waves)) == []

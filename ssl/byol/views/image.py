@@ -60,7 +60,8 @@ class _RandomResizedCrop(K.RandomResizedCrop):
     samples per pixel: the same area average, at a fraction of the cost when shrinking a lot (96 px crops from
     256 px images). Crops are grouped by ``p`` (at most ``max_prepool`` groups); the crop corners are drawn on the
     host, so grouping reads nothing from the device. One ``roi_align`` per group instead of a Python loop of one
-    resize per sample (kornia's slice mode), which costs a kernel launch per image on a GPU.
+    resize per sample (kornia's slice mode), which costs a kernel launch per image on a GPU. :meth:`crops` draws
+    several crops of every image in the same way (multi-crop views).
     """
 
     max_prepool = 4
@@ -68,13 +69,37 @@ class _RandomResizedCrop(K.RandomResizedCrop):
     def apply_transform(
         self, input: Tensor, params: dict[str, Tensor], flags: dict[str, Any], transform: Tensor | None = None
     ) -> Tensor:
-        corners = params["src"]  # (B, 4, 2) x, y of the crop's corners, drawn by kornia on the host
+        return self._crop_resize(input, params["src"], flags["size"])
+
+    def crops(self, images: Tensor, repeats: int) -> Tensor:
+        """``repeats`` crops of each of ``images`` ``(B, C, H, W)``, each with its own parameters, crop-major:
+        ``(repeats * B, C, h, w)`` whose row ``i * B + b`` is crop ``i`` of image ``b`` (multi-crop views).
+
+        One batch of ``repeats * B`` crop parameters and one ``roi_align`` per shrink group, as :meth:`forward`;
+        the images are not copied ``repeats`` times: each crop's box points at its source image. The parameters
+        are kept in ``_params`` as kornia's ``forward`` keeps them.
+        """
+        b, c = images.shape[:2]
+        out_h, out_w = (int(v) for v in self.flags["size"])
+        params = self.forward_parameters(torch.Size((repeats * b, *images.shape[1:])))
+        self._params = params
+        if repeats * b == 0:
+            return images.new_empty((0, c, out_h, out_w))
+        source = torch.arange(repeats * b) % b  # on the host, like the corners
+        return self._crop_resize(images, params["src"], (out_h, out_w), source)
+
+    def _crop_resize(
+        self, input: Tensor, corners: Tensor, size: tuple[int, int], source: Tensor | None = None
+    ) -> Tensor:
+        """Crops with ``corners`` ``(N, 4, 2)`` of ``input`` resized to ``size``; crop ``k`` is taken from row
+        ``source[k]`` of ``input`` (a host index ``(N,)``; ``None``: row ``k``)."""
+        # corners: x, y of each crop's corners, drawn by kornia on the host
         first, last = corners.amin(dim=1), corners.amax(dim=1) + 1  # pixel i covers [i, i + 1)
-        out_h, out_w = (int(v) for v in flags["size"])
+        out_h, out_w = (int(v) for v in size)
         if corners.device.type != "cpu":  # drawn on the device: no host grouping (it would read them back)
-            return self._resize(input, first.to(input.dtype), last.to(input.dtype), 1, (out_h, out_w))
+            return self._resize(input, first.to(input.dtype), last.to(input.dtype), 1, (out_h, out_w), source)
         shrink = torch.minimum((last[:, 0] - first[:, 0]) / out_w, (last[:, 1] - first[:, 1]) / out_h)
-        prepool = shrink.floor().clamp(1, self.max_prepool).long()  # (B,) on the host
+        prepool = shrink.floor().clamp(1, self.max_prepool).long()  # (N,) on the host
         order = torch.argsort(prepool, stable=True)
         counts = torch.bincount(prepool, minlength=self.max_prepool + 1).tolist()  # host tensor: no device read
         device_order = order.to(input.device, non_blocking=True)
@@ -83,19 +108,26 @@ class _RandomResizedCrop(K.RandomResizedCrop):
             if n == 0:
                 continue
             rows = order[start : start + n]
-            part = input.index_select(0, device_order[start : start + n])
-            parts.append(self._resize(part, first[rows] / p, last[rows] / p, p, (out_h, out_w)))
+            if source is None:  # the group's own rows, pooled alone
+                part, index = input.index_select(0, device_order[start : start + n]), None
+            else:  # boxes pointing into the (pooled) source images: no copy per crop
+                part, index = input, source[rows]
+            parts.append(self._resize(part, first[rows] / p, last[rows] / p, p, (out_h, out_w), index))
             start += n
         resized = torch.cat(parts) if len(parts) > 1 else parts[0]
         return resized.index_select(0, torch.argsort(order).to(input.device, non_blocking=True))
 
     @staticmethod
-    def _resize(images: Tensor, first: Tensor, last: Tensor, prepool: int, size: tuple[int, int]) -> Tensor:
+    def _resize(
+        images: Tensor, first: Tensor, last: Tensor, prepool: int, size: tuple[int, int], index: Tensor | None = None
+    ) -> Tensor:
         """Crops ``[first, last)`` (``(n, 2)`` x, y, in units of the ``prepool``-times box-averaged images) of
-        ``images`` ``(n, C, H, W)``, resized to ``size`` by ``roi_align``."""
+        ``images`` ``(N, C, H, W)``, resized to ``size`` by ``roi_align``; crop ``k`` is taken from image
+        ``index[k]`` (``(n,)``; ``None``: image ``k``)."""
         if prepool > 1:
             images = nn.functional.avg_pool2d(images, prepool, ceil_mode=True, count_include_pad=False)
-        index = torch.arange(len(images), dtype=first.dtype, device=first.device)[:, None]
+        index = torch.arange(len(first), device=first.device) if index is None else index
+        index = index.to(first.device, first.dtype)[:, None]
         boxes = torch.cat([index, first, last], dim=1).to(images.device, images.dtype, non_blocking=True)
         return roi_align(images, boxes, output_size=size, sampling_ratio=-1, aligned=True)
 
@@ -186,6 +218,65 @@ class _RandomHorizontalFlip(nn.Module):
 def _check_prob(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
+
+
+def crop_and_colour_ops(
+    size: int,
+    crop_scale: tuple[float, float],
+    flip_prob: float,
+    jitter: tuple[float, float, float, float],
+    jitter_prob: float,
+    grayscale_prob: float,
+    compile_jitter: bool = False,
+) -> list[nn.Module]:
+    """The first ops of a view, for ``[0, 1]`` images: random resized crop to ``size x size`` -> horizontal flip ->
+    colour jitter -> grayscale. Ops whose probability (or every jitter strength) is 0 are not built; the crop is
+    always first (multi-crop views call its :meth:`_RandomResizedCrop.crops`)."""
+    ops: list[nn.Module] = [
+        _RandomResizedCrop((size, size), scale=crop_scale, resample="bilinear", align_corners=False)
+    ]
+    if flip_prob > 0:
+        ops.append(_RandomHorizontalFlip(flip_prob))
+    if jitter_prob > 0 and any(jitter):
+        ops.append(RandomColorJitter(*jitter, p=jitter_prob, compile=compile_jitter))
+    if grayscale_prob > 0:
+        ops.append(_RandomGrayscale(grayscale_prob))
+    return ops
+
+
+def blur_and_solarize_ops(
+    blur_kernel_size: int, blur_sigma: tuple[float, float], blur_prob: float, solarize_prob: float
+) -> list[nn.Module]:
+    """The last ops of a view: Gaussian blur -> solarize, each built only if its probability is above 0."""
+    ops: list[nn.Module] = []
+    if blur_prob > 0:
+        ops.append(_RandomGaussianBlur(blur_kernel_size, blur_sigma, p=blur_prob))
+    if solarize_prob > 0:
+        ops.append(_RandomSolarize(solarize_prob))
+    return ops
+
+
+def image_view(
+    size: int,
+    *,
+    crop_scale: tuple[float, float],
+    flip_prob: float,
+    jitter: tuple[float, float, float, float],
+    jitter_prob: float,
+    grayscale_prob: float,
+    blur_prob: float,
+    blur_sigma: tuple[float, float],
+    blur_kernel_size: int,
+    solarize_prob: float,
+    compile_jitter: bool = False,
+) -> nn.Sequential:
+    """One view of ``[0, 1]`` images ``(B, C, H, W)`` -> ``(B, C, size, size)``, every op with per-sample
+    parameters: :func:`crop_and_colour_ops` then :func:`blur_and_solarize_ops`, in one flat ``nn.Sequential``.
+    Normalisation is not part of it."""
+    return nn.Sequential(
+        *crop_and_colour_ops(size, crop_scale, flip_prob, jitter, jitter_prob, grayscale_prob, compile_jitter),
+        *blur_and_solarize_ops(blur_kernel_size, blur_sigma, blur_prob, solarize_prob),
+    )
 
 
 class ImagePreprocess(nn.Module):
@@ -305,25 +396,11 @@ class BYOLImageViews(nn.Module):
         self.size = size
         self.preprocessing = ImagePreprocess(size, mean, std)
         kernel = default_blur_kernel_size(size) if blur_kernel_size is None else blur_kernel_size
-
-        def view(blur_p: float, solarize_p: float) -> nn.Sequential:
-            ops: list[nn.Module] = [
-                _RandomResizedCrop((size, size), scale=crop_scale, resample="bilinear", align_corners=False)
-            ]
-            if flip_prob > 0:
-                ops.append(_RandomHorizontalFlip(flip_prob))
-            if jitter_prob > 0 and any(jitter):
-                ops.append(RandomColorJitter(*jitter, p=jitter_prob, compile=compile_jitter))
-            if grayscale_prob > 0:
-                ops.append(_RandomGrayscale(grayscale_prob))
-            if blur_p > 0:
-                ops.append(_RandomGaussianBlur(kernel, blur_sigma, p=blur_p))
-            if solarize_p > 0:
-                ops.append(_RandomSolarize(solarize_p))
-            return nn.Sequential(*ops)
-
-        self.view1 = view(blur_prob[0], solarize_prob[0])
-        self.view2 = view(blur_prob[1], solarize_prob[1])
+        common = dict(crop_scale=crop_scale, flip_prob=flip_prob, jitter=jitter, jitter_prob=jitter_prob,
+                      grayscale_prob=grayscale_prob, blur_sigma=blur_sigma, blur_kernel_size=kernel,
+                      compile_jitter=compile_jitter)
+        self.view1 = image_view(size, blur_prob=blur_prob[0], solarize_prob=solarize_prob[0], **common)
+        self.view2 = image_view(size, blur_prob=blur_prob[1], solarize_prob=solarize_prob[1], **common)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Two augmented, normalised float32 views ``(B, C, size, size)`` of uint8 images ``(B, C, H, W)``."""
