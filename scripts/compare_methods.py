@@ -49,6 +49,7 @@ RECIPES = {  # data set -> method -> (recipe, extra options)
     "fsdd": {
         "BYOL": ("byola_fsdd", []), "BYOL + CCSL": ("byola_fsdd", CCSL), "SimSiam": ("simsiam_fsdd", []),
         "MoCo v3": ("mocov3_fsdd", []), "Barlow Twins": ("barlow_twins_fsdd", []), "VICReg": ("vicreg_fsdd", []),
+        "DINO": ("dino_fsdd", []),
     },
     "table": {
         "BYOL": ("byol_breast_cancer", []), "BYOL + CCSL": ("byol_breast_cancer", CCSL),
