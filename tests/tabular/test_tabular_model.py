@@ -7,7 +7,8 @@ import torch
 
 import byol.models
 from byol.export import export_backbone, load_backbone
-from byol.models.tabular import FeatureTokenizer, TabularTransformer, TJEPAPredictor, sincos_encoding
+from byol.models.tabular import FeatureTokenizer, TabularTransformer, TJEPAPredictor
+from byol.models.transformer import sincos_encoding
 from byol.models.tokens import gather_tokens
 
 CARDS = [4, 3]
@@ -115,7 +116,7 @@ def test_sincos_encoding_layout():
 
 def test_predictor_output_shape_and_independence_of_target_sets():
     torch.manual_seed(0)
-    pred = TJEPAPredictor(num_features=5, encoder_dim=8, num_reg_tokens=2, dim=4, depth=1, heads=2, ffn_dim=8).eval()
+    pred = TJEPAPredictor(grid=5, encoder_dim=8, num_prefix_tokens=2, dim=4, depth=1, heads=2, ffn_dim=8).eval()
     context = torch.randn(3, 2 + 2, 8)
     context_index = torch.tensor([[0, 1]] * 3)
     targets = torch.tensor([[[2, 3], [4, 2]]] * 3)

@@ -1,4 +1,5 @@
-"""T-JEPA's networks for tables (Thimonier et al. 2024): feature tokenizer, transformer encoder, predictor.
+"""T-JEPA's networks for tables (Thimonier et al. 2024): feature tokenizer and transformer encoder (the predictor is
+the generic :class:`~byol.models.predictor.JEPAPredictor`).
 
 Token layout. A row has ``F = F_num + F_cat`` features (numeric columns first).
 The encoder turns it into ``R + F`` tokens of width ``d``: ``R`` [REG] tokens
@@ -20,17 +21,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .predictor import JEPAPredictor
 from .state import strict_load
 from .tokens import Tokens, gather_tokens, replace_masked
+from .transformer import sincos_encoding, transformer_blocks
 
-
-def sincos_encoding(positions: int, dim: int) -> Tensor:
-    """Fixed 1-D sine-cosine encodings ``(positions, dim)`` (Vaswani et al. 2017; I-JEPA's layout: sines, cosines)."""
-    if dim % 2:
-        raise ValueError(f"sine-cosine encodings need an even width, got {dim}")
-    freqs = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))
-    angles = torch.arange(positions, dtype=torch.float64)[:, None] * freqs[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=1).float()
+TJEPAPredictor = JEPAPredictor
+"""T-JEPA's predictor: :class:`~byol.models.predictor.JEPAPredictor` over the ``(1, F)`` grid of a table's features
+(the name recipes and checkpoints use)."""
 
 
 class FeatureTokenizer(nn.Module):
@@ -90,18 +88,6 @@ class FeatureTokenizer(nn.Module):
         return torch.cat([numeric, categorical], dim=1) + self.bias
 
 
-def _transformer(dim: int, depth: int, heads: int, ffn_dim: int, dropout: float) -> nn.TransformerEncoder:
-    """Pre-norm transformer blocks (GELU feed-forward), no final norm; linear layers as :func:`_init_linear`."""
-    if depth < 1:
-        raise ValueError(f"depth must be at least 1, got {depth}")
-    layer = nn.TransformerEncoderLayer(
-        dim, heads, ffn_dim, dropout, activation="gelu", batch_first=True, norm_first=True
-    )
-    blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
-    blocks.apply(_init_linear)
-    return blocks
-
-
 class TabularTransformer(nn.Module):
     """T-JEPA's encoder (context and target): feature tokens + [REG] tokens -> transformer -> ``R + F`` tokens.
 
@@ -147,7 +133,7 @@ class TabularTransformer(nn.Module):
         self.tokenizer = FeatureTokenizer(num_numeric, cardinalities, dim)
         self.register_buffer("feature_index", sincos_encoding(self.tokenizer.num_features, dim), persistent=False)
         self.reg_tokens = nn.Parameter(torch.randn(num_reg_tokens, dim) * 0.02)
-        self.blocks = _transformer(dim, depth, heads, ffn_dim, dropout)
+        self.blocks = transformer_blocks(dim, depth, heads, ffn_dim, dropout)
         self.norm = nn.LayerNorm(dim)
         self.num_tokens = num_reg_tokens + self.tokenizer.num_features
         self.num_features: int = self.num_tokens * dim
@@ -156,6 +142,21 @@ class TabularTransformer(nn.Module):
     def num_table_features(self) -> int:
         """``F``, the number of feature tokens."""
         return self.tokenizer.num_features
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The features as a ``(1, F)`` grid of positions (what mask samplers and predictors address)."""
+        return 1, self.tokenizer.num_features
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """``R``, the [REG] tokens before the features."""
+        return self.num_reg_tokens
+
+    @property
+    def token_dim(self) -> int:
+        """``d``, the width of the tokens."""
+        return self.dim
 
     def tokens(
         self, x: dict[str, Tensor], keep: Tensor | None = None, mask: Tensor | None = None,
@@ -179,6 +180,34 @@ class TabularTransformer(nn.Module):
         reg = self.reg_tokens.expand(len(features), -1, -1)
         out = self.norm(self.blocks(torch.cat([reg, features], dim=1)))
         return Tokens(out[:, : self.num_reg_tokens], out[:, self.num_reg_tokens :])
+
+    def layer_tokens(self, x: dict[str, Tensor], layers: int) -> list[Tokens]:
+        """The outputs of the last ``layers`` transformer blocks on the whole row (data2vec's layer-averaged targets).
+
+        Every feature is kept and the [REG] tokens are prepended as in :meth:`tokens`; the blocks of
+        ``self.blocks`` (an ``nn.TransformerEncoder`` without a norm of its own) run one by one, which is what
+        ``self.blocks(...)`` does. Outputs are taken **before** the final norm: ``self.norm`` of the last entry's
+        ``sequence`` is ``tokens(x).sequence``.
+
+        Args:
+            x: ``{"num": (B, F_num), "cat": (B, F_cat)}``.
+            layers: how many of the top blocks to return, ``1 .. depth``.
+
+        Returns:
+            ``layers`` :class:`Tokens` in block order (the last block last), each with ``prefix`` the ``R`` [REG]
+            outputs ``(B, R, d)`` and ``patches`` the ``F`` features ``(B, F, d)`` in order.
+        """
+        blocks = self.blocks.layers
+        if not 1 <= layers <= len(blocks):
+            raise ValueError(f"layers must be in 1 .. depth = {len(blocks)}, got {layers}")
+        features = self.tokenizer(x["num"], x["cat"]) + self.feature_index
+        h = torch.cat([self.reg_tokens.expand(len(features), -1, -1), features], dim=1)
+        outputs = []
+        for i, block in enumerate(blocks):
+            h = block(h)
+            if i >= len(blocks) - layers:
+                outputs.append(Tokens(h[:, : self.num_reg_tokens], h[:, self.num_reg_tokens :]))
+        return outputs
 
     def pool(self, tokens: Tokens) -> Tensor:
         """The representation of :meth:`forward` from tokens: every output flattened, ``(B, (R + K) * d)``."""
@@ -209,73 +238,3 @@ class TabularTransformer(nn.Module):
             "num_reg_tokens": self.num_reg_tokens,
             "num_features": self.num_features,
         }
-
-
-class TJEPAPredictor(nn.Module):
-    """T-JEPA's predictor: from the context tokens, predict the target encoder's tokens of the target features.
-
-    A narrow transformer (I-JEPA's predictor, as in the T-JEPA reference):
-    context tokens are projected from ``d`` to ``dim`` and get the sine-cosine
-    encoding of their feature index ([REG] outputs get none); for each target
-    set, one learned [MASK] token plus the encoding of each target feature's
-    index is appended; the outputs at the [MASK] positions are projected back
-    to ``d``. Target sets are processed as separate sequences (the context is
-    repeated), so they do not see each other.
-
-    Args:
-        num_features: ``F``.
-        encoder_dim: ``d``, the encoder's token width.
-        num_reg_tokens: ``R``, the [REG] outputs at the start of the context.
-        dim: the predictor's width (paper: narrower than ``d``).
-        depth, heads, ffn_dim, dropout: its transformer blocks.
-    """
-
-    def __init__(
-        self,
-        num_features: int,
-        encoder_dim: int,
-        num_reg_tokens: int,
-        dim: int = 32,
-        depth: int = 2,
-        heads: int = 2,
-        ffn_dim: int = 64,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.num_reg_tokens = num_reg_tokens
-        self.embed = nn.Linear(encoder_dim, dim)
-        self.register_buffer("feature_index", sincos_encoding(num_features, dim), persistent=False)
-        self.mask_token = nn.Parameter(torch.zeros(dim))
-        self.blocks = _transformer(dim, depth, heads, ffn_dim, dropout)
-        self.norm = nn.LayerNorm(dim)
-        self.proj = nn.Linear(dim, encoder_dim)
-        _init_linear(self.embed)
-        _init_linear(self.proj)
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
-
-    def forward(self, context: Tensor, context_index: Tensor, target_index: Tensor) -> Tensor:
-        """Predict target tokens.
-
-        Args:
-            context: ``(B, R + K_c, d)`` context-encoder output.
-            context_index: ``(B, K_c)`` feature indices of the context tokens.
-            target_index: ``(B, M, K_t)`` feature indices of ``M`` target sets.
-
-        Returns:
-            ``(B, M, K_t, d)`` predicted target-encoder tokens.
-        """
-        b, m, k = target_index.shape
-        z = self.embed(context)
-        position = torch.cat([z.new_zeros(b, self.num_reg_tokens, z.shape[-1]), self.feature_index[context_index]], 1)
-        z = (z + position).unsqueeze(1).expand(-1, m, -1, -1).reshape(b * m, -1, z.shape[-1])
-        queries = (self.mask_token + self.feature_index[target_index]).reshape(b * m, k, -1)
-        out = self.blocks(torch.cat([z, queries], dim=1))[:, -k:]
-        return self.proj(self.norm(out)).reshape(b, m, k, -1)
-
-
-def _init_linear(module: nn.Module) -> None:
-    """Truncated-normal (std 0.02) linear weights and zero biases, as the reference's ``trunc_normal`` init."""
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)

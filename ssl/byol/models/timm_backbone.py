@@ -60,6 +60,16 @@ class TimmBackbone(nn.Module):
         """``P``: a ViT's CLS and register tokens (0 for a ViT without them); only ViTs have tokens."""
         return self._vit().num_prefix_tokens
 
+    @property
+    def grid(self) -> tuple[int, int]:
+        """``(H_p, W_p)``, the patch grid of the ViT's configured input size (``img_size / patch_size``)."""
+        return tuple(self._vit().patch_embed.grid_size)
+
+    @property
+    def token_dim(self) -> int:
+        """``d``, the width of the ViT's tokens."""
+        return self._vit().embed_dim
+
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
         """``(H_p, W_p)``, the patch grid of an image of ``height x width`` pixels (ViTs only)."""
         patch_h, patch_w = self._vit().patch_embed.patch_size
@@ -98,6 +108,33 @@ class TimmBackbone(nn.Module):
             patches = gather_tokens(patches, keep)
         x = vit.norm(vit.blocks(vit.norm_pre(torch.cat([prefix, patches], dim=1))))
         return Tokens(x[:, : vit.num_prefix_tokens], x[:, vit.num_prefix_tokens :])
+
+    def layer_tokens(self, images: torch.Tensor, layers: int) -> list[Tokens]:
+        """The outputs of a ViT's last ``layers`` blocks on the whole image (data2vec's layer-averaged targets).
+
+        The image is embedded as in :meth:`tokens` (patch embedding, position embedding and prefix tokens,
+        ``norm_pre``) with every patch kept, then the blocks run one by one. Block outputs are taken **before**
+        the final norm: ``self.model.norm(layer_tokens(x, 1)[-1].sequence)`` is ``tokens(x).sequence``.
+
+        Args:
+            images: ``(B, C, H, W)``.
+            layers: how many of the top blocks to return, ``1 .. depth``.
+
+        Returns:
+            ``layers`` :class:`Tokens` in block order (the last block last), each with ``prefix`` ``(B, P, d)`` and
+            ``patches`` ``(B, N, d)`` (all patches, row-major).
+        """
+        vit = self._vit()
+        depth = len(vit.blocks)
+        if not 1 <= layers <= depth:
+            raise ValueError(f"layers must be in 1 .. depth = {depth}, got {layers}")
+        x = vit.norm_pre(vit._pos_embed(vit.patch_embed(images)))  # (B, P + N, d)
+        outputs = []
+        for i, block in enumerate(vit.blocks):
+            x = block(x)
+            if i >= depth - layers:
+                outputs.append(Tokens(x[:, : vit.num_prefix_tokens], x[:, vit.num_prefix_tokens :]))
+        return outputs
 
     def pool(self, tokens: Tokens) -> torch.Tensor:
         """The features of :meth:`forward` from tokens, ``(B, num_features)``: timm's pooling (CLS token or the mean

@@ -79,8 +79,12 @@ class TabularMasks(nn.Module):
             if k_c + k_t <= num_features:
                 return k_c, k_t
 
-    def forward(self, batch_size: int, num_features: int, device: torch.device | str = "cpu") -> FeatureMasks:
-        """Masks for ``batch_size`` rows of ``num_features`` features, on ``device``."""
+    def forward(
+        self, batch_size: int, num_features: int | tuple[int, int], device: torch.device | str = "cpu"
+    ) -> FeatureMasks:
+        """Masks for ``batch_size`` rows of ``num_features`` features (or a ``(1, F)`` grid of them), on ``device``."""
+        if isinstance(num_features, (tuple, list)):
+            num_features = num_features[0] * num_features[1]
         k_c, k_t = self.sample_sizes(num_features)
         order = torch.rand(batch_size, num_features, device=device).argsort(dim=1)
         context, rest = order[:, :k_c], order[:, k_c:]
