@@ -44,12 +44,12 @@ RECIPES = {  # data set -> method -> (recipe, extra options)
         "SimSiam": ("simsiam_digits", []), "MoCo v3": ("mocov3_digits", []),
         "Barlow Twins": ("barlow_twins_digits", []),
         "Barlow Twins + mixed samples": ("barlow_twins_digits", ["--model.init_args.mixed_samples", "4.0"]),
-        "VICReg": ("vicreg_digits", []), "DINO": ("dino_digits", []),
+        "VICReg": ("vicreg_digits", []), "DINO": ("dino_digits", []), "JEPA": ("jepa_digits", []),
     },
     "fsdd": {
         "BYOL": ("byola_fsdd", []), "BYOL + CCSL": ("byola_fsdd", CCSL), "SimSiam": ("simsiam_fsdd", []),
         "MoCo v3": ("mocov3_fsdd", []), "Barlow Twins": ("barlow_twins_fsdd", []), "VICReg": ("vicreg_fsdd", []),
-        "DINO": ("dino_fsdd", []),
+        "DINO": ("dino_fsdd", []), "JEPA": ("jepa_fsdd", []),
     },
     "table": {
         "BYOL": ("byol_breast_cancer", []), "BYOL + CCSL": ("byol_breast_cancer", CCSL),
