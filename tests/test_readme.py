@@ -56,6 +56,10 @@ RUN = {
 }
 NOT_RUN = {
     "make test": "the suite itself",
+    "byol fit -c configs/dino_digits.yaml": "tests/test_configs.py runs one step of it; tests/methods/test_dino.py",
+    "byol fit -c configs/dino_vits16_imagenet.yaml ...": "needs ImageNet and 8 GPUs; tests/test_configs.py",
+    "byol fit -c configs/jepa_digits.yaml": "tests/test_configs.py runs one step of it; tests/methods/test_jepa.py",
+    "byol fit -c configs/ijepa_vith14_imagenet.yaml ...": "needs ImageNet and 16 GPUs; tests/test_configs.py",
     "byol fit -c configs/byol_fashion_mnist.yaml": "needs Debian's dataset-fashion-mnist; tests/test_configs.py",
     "byol fit -c configs/byol_cifar10.yaml --data.init_args.train.init_args.root /data/cifar-10-batches-py "
     "--data.init_args.val.init_args.root /data/cifar-10-batches-py": "needs CIFAR-10; tests/test_configs.py",
