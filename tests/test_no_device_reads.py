@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 from timm.optim import Lars
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from byol import TimmBackbone
 from byol.core import ema_update
 from byol.views import BYOLAViews, BYOLImageViews, GreyImageViews, SmallImageViews
 from byol.views.audio import BYOLAv1Views
@@ -160,3 +161,58 @@ def test_dino_multi_crop_audio_views_read_nothing_back():
     assert host_traffic(lambda: dataset(waves)) == []
     assert host_traffic(lambda: running(waves, epoch=0)) == []
     assert host_traffic(lambda: global_only(waves)) == []
+
+
+def _step_traffic(model, batch: tuple) -> list[str]:
+    """Views, loss, probe, backward, SGD step and every teacher's EMA update of one training step (Adam's step
+    count is a CPU tensor that it reads on the host, which the recorder cannot tell from a device read)."""
+    model.raise_if_nonfinite = lambda: None  # read at once on a CPU only (see check_finite)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def step() -> None:
+        loss = model.training_step(model.training_views(batch), 0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for _, teacher in model.teachers():
+            teacher.update(0, 10)
+
+    return host_traffic(step)
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_a_dino_step_reads_nothing_back_with_every_dinov2_option():
+    """Multi-crop views, student and teacher, the centred targets (running centre and Sinkhorn-Knopp), the iBOT
+    patch loss on gathered masked patches and KoLeo."""
+    from byol import DINO
+    from byol.core import DINOHead
+    from byol.losses import SinkhornKnoppCentering
+    from byol.views import DINOGreyImageViews
+    from byol.views.patch_masks import RandomPatchMasks
+
+    vit = {"img_size": 8, "patch_size": 4, "embed_dim": 16, "depth": 1, "num_heads": 2, "dynamic_img_size": True}
+    for centering in (None, lambda k: SinkhornKnoppCentering()):
+        torch.manual_seed(0)
+        model = DINO(TimmBackbone("vit_tiny_patch16_224", in_chans=1, model_kwargs=vit),
+                     DINOGreyImageViews(global_size=8, local_size=4, num_local_crops=2),
+                     head=partial(DINOHead, out_dim=16, hidden_dim=16, bottleneck_dim=8), koleo_weight=0.1,
+                     patch_masks=RandomPatchMasks(probability=0.5), num_classes=10,
+                     **({} if centering is None else {"centering": centering}))
+        assert _step_traffic(model, (uint8(8, 1, 12), torch.tensor([3, -1, 5, -1, 0, 1, -1, 2]))) == []
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_a_jepa_step_reads_nothing_back():
+    """I-JEPA's masks and view, the context encoder on kept patches, the predictor, the target tokens and EMA."""
+    from byol.methods.jepa import JEPA
+    from byol.models import JEPAPredictor
+    from byol.views.jepa import JEPAImageViews
+    from byol.views.jepa_masks import MultiBlockMasks
+
+    torch.manual_seed(0)
+    vit = {"img_size": 16, "patch_size": 4, "embed_dim": 16, "depth": 1, "num_heads": 2, "class_token": False,
+           "global_pool": "avg", "fc_norm": False}
+    model = JEPA(TimmBackbone("vit_tiny_patch16_224", in_chans=1, model_kwargs=vit),
+                 JEPAImageViews(16, mean=(0.5,), std=(0.5,)), MultiBlockMasks(min_keep=2),
+                 predictor=partial(JEPAPredictor, dim=8, depth=1, heads=2, ffn_dim=16), num_classes=10)
+    assert _step_traffic(model, (uint8(8, 1, 20), torch.tensor([3, -1, 5, -1, 0, 1, -1, 2]))) == []
