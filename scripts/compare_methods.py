@@ -13,8 +13,8 @@ the 360 test digits; FSDD's 300 test recordings (indices 0-4, every clip embedde
 do); the table's 113 test rows. On California Housing (the FT-Transformer benchmark's split 0, a regression) the
 breast-cancer recipes run with the table swapped, and the frozen features get ridge regression (its penalty chosen
 on the validation rows) and a kNN regression (mean target of the 20 nearest rows), scored by RMSE in $100k on the
-4,128 test rows. The same architecture at its random initialisation is the baseline, and on tables the
-preprocessed raw features too. Writes ``--out`` (JSON), prints a table.
+4,128 test rows. The same architecture at its random initialisation is the baseline (one row per encoder
+architecture: the JEPA recipes use ViTs), and on tables the preprocessed raw features too. Writes ``--out`` (JSON), prints a table.
 """
 
 from __future__ import annotations
@@ -147,13 +147,16 @@ def main() -> None:
         parser.error(f"--methods: {sorted(unknown)} have no {args.data} recipe; choose from {list(recipes)}")
     out = args.out or ROOT / "checkpoints" / "runs" / f"compare_{args.data}.json"
 
-    rows = {}
+    rows, architectures = {}, {}
     for name in args.methods or list(recipes):
         recipe, extra = recipes[name]
         cli, random_backbone, seconds = pretrain(recipe, extra, args.epochs, out.parent / "compare" / recipe)
-        if "random init" not in rows:  # the recipes of one data set share the architecture and the seed
-            rows["random init"] = evaluate(random_backbone, args.data, cli, args.shots, args.draws)
-            if args.data in TABLES:
+        architecture = json.dumps(random_backbone.export_config(), sort_keys=True)
+        if architecture not in architectures:  # one random-init row per encoder architecture (seed 0 for all)
+            label = "random init" if not architectures else f"random init ({name}'s encoder)"
+            architectures[architecture] = label
+            rows[label] = evaluate(random_backbone, args.data, cli, args.shots, args.draws)
+            if args.data in TABLES and "raw features" not in rows:
                 rows["raw features"] = evaluate(None, args.data, cli, args.shots, args.draws)
         rows[name] = {"recipe": recipe, "options": extra, "epochs": args.epochs, "pretrain_seconds": round(seconds),
                       **evaluate(cli.model.backbone, args.data, cli, args.shots, args.draws)}
