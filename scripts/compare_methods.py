@@ -55,6 +55,7 @@ RECIPES = {  # data set -> method -> (recipe, extra options)
         "BYOL": ("byol_breast_cancer", []), "BYOL + CCSL": ("byol_breast_cancer", CCSL),
         "SimSiam": ("simsiam_breast_cancer", []), "MoCo v3": ("mocov3_breast_cancer", []),
         "Barlow Twins": ("barlow_twins_breast_cancer", []), "VICReg": ("vicreg_breast_cancer", []),
+        "JEPA (T-JEPA)": ("tjepa_breast_cancer", []),
     },
 }
 CALIFORNIA = ["--data.class_path", "byol.data.tabular.RTDLSplitDataModule",
@@ -125,6 +126,10 @@ def pretrain(recipe: str, extra: list[str], epochs: int, out: Path):
     """Fit a recipe for ``epochs`` epochs under ``out``; returns the CLI, its model's random init and the seconds."""
     cli = ByolCLI(args=["--config", str(ROOT / "configs" / f"{recipe}.yaml"), "--trainer.max_epochs", str(epochs),
                         "--trainer.default_root_dir", str(out), "--trainer.logger", "false", *extra], run=False)
+    if getattr(cli.model, "predictor", True) is None:  # T-JEPA builds its networks for the table: build them now
+        cli.datamodule.setup("fit")
+        table = cli.datamodule.preprocessing
+        cli.model.build(table.num_numeric, table.cardinalities, table.export_config(), table.num_classes)
     random_backbone = copy.deepcopy(cli.model.backbone)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
