@@ -176,3 +176,17 @@ def test_the_teacher_moves_once_per_optimizer_step_under_accumulation(make_data,
     trainer = make_trainer(accumulate_grad_batches=2)
     trainer.fit(trainable_dino(), make_data(n=96, batch_size=16))  # 6 batches -> 3 optimizer steps
     assert calls == [0, 1, 2] and trainer.global_step == 3
+
+
+def test_the_exported_backbone_is_the_teacher(make_data, make_trainer, tmp_path):
+    from byol import load_backbone
+    from byol.export import export_checkpoint
+
+    model = trainable_dino(freeze_last_layer_epochs=0)
+    trainer = make_trainer(max_steps=2)
+    trainer.fit(model, make_data(n=32, batch_size=16))
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    loaded = load_backbone(export_checkpoint(tmp_path / "run.ckpt", tmp_path / "backbone"))
+    x = torch.randn(3, 1, 8, 8)
+    torch.testing.assert_close(loaded(x), model.target.module.backbone.eval()(x))
+    assert not torch.allclose(loaded(x), model.online.backbone.eval()(x))

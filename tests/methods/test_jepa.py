@@ -101,3 +101,19 @@ def test_a_wrong_input_size_is_named():
     model = image_jepa()
     with pytest.raises(AssertionError, match="Input height"):
         model.target_tokens(torch.randn(1, 1, 20, 20))
+
+
+def test_the_exported_backbone_is_the_target_encoder(make_trainer, tmp_path):
+    from byol import load_backbone
+    from byol.data import DataModule, Digits
+    from byol.export import export_checkpoint
+    from torch.utils.data import Subset
+
+    model = image_jepa(optimizer=partial(torch.optim.AdamW, lr=1e-2))
+    trainer = make_trainer(max_steps=2)
+    trainer.fit(model, DataModule(Subset(Digits(split="train", size=16), range(32)), batch_size=16, num_workers=0))
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    loaded = load_backbone(export_checkpoint(tmp_path / "run.ckpt", tmp_path / "backbone"))
+    x = torch.randn(3, 1, 16, 16)
+    torch.testing.assert_close(loaded(x), model.target.module.eval()(x))
+    assert not torch.allclose(loaded(x), model.online.eval()(x))
