@@ -117,3 +117,17 @@ def test_the_exported_backbone_is_the_target_encoder(make_trainer, tmp_path):
     x = torch.randn(3, 1, 16, 16)
     torch.testing.assert_close(loaded(x), model.target.module.eval()(x))
     assert not torch.allclose(loaded(x), model.online.eval()(x))
+
+
+def test_the_step_logs_the_spread_of_the_targets_and_the_loss_relative_to_it():
+    model = image_jepa()
+    x = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(2)
+    masks = model.masks(4, model.online.grid, "cpu")
+    out = model.compute_loss((x, masks, torch.zeros(4, dtype=torch.long)))
+    with torch.no_grad():
+        target = F.layer_norm(model.target.module.tokens(x).patches, (16,))
+    picked = torch.stack([target[b][masks.targets[b].flatten()] for b in range(4)])  # (B, M * K_t, d)
+    variance = ((picked - picked.mean(0)) ** 2).mean()  # over the batch, then over positions and channels
+    torch.testing.assert_close(out.logs["target_std"], variance.sqrt())
+    torch.testing.assert_close(out.logs["loss_over_variance"], out.loss / variance)

@@ -118,4 +118,14 @@ class JEPA(Method):
             targets = gather_tokens(self.targets(self.backbone, x, final), masks.targets)  # (B, M, K_t, d)
             representation = self.backbone.pool(final)
         loss = jepa_loss(self.predict_targets(x, masks), targets)
-        return StepOutput(loss, representation, representation, labels)
+        return StepOutput(loss, representation, representation, labels, self.target_spread(targets, loss))
+
+    @staticmethod
+    def target_spread(targets: Tensor, loss: Tensor) -> dict[str, Tensor]:
+        """What separates learning from shrinking: the spread of the targets over the batch, ``target_std``
+        (per position and channel, averaged), and the loss relative to it, ``loss_over_variance`` (1: no better
+        than predicting every position's batch-mean token). A loss that falls while ``target_std`` falls with it
+        is the targets collapsing towards a constant per position, not the predictor learning (on T-JEPA's
+        tables, where the fixed feature-index encodings dominate the tokens, that is what a falling loss was)."""
+        variance = targets.detach().float().var(dim=0, unbiased=False).mean()
+        return {"target_std": variance.sqrt(), "loss_over_variance": loss.detach() / variance.clamp_min(1e-12)}
