@@ -143,3 +143,18 @@ def test_staged_teacher_is_the_student_at_the_end_of_the_previous_stage():
         for k, v in teacher.module.state_dict().items():
             assert torch.equal(v, expected[k]), (step, k)
     assert not torch.equal(teacher.module[0].weight, online[0].weight)
+
+
+def test_batch_standardized_targets_have_zero_mean_and_unit_spread_per_position_and_channel():
+    from byol.methods.jepa_targets import BatchStandardized
+
+    torch.manual_seed(0)
+    encoder = TimmBackbone("vit_tiny_patch16_224", in_chans=1, model_kwargs={"img_size": 16, "patch_size": 4,
+                                                                             "embed_dim": 16, "depth": 1, "num_heads": 2})
+    x = torch.randn(5, 1, 16, 16)
+    h = encoder.tokens(x).patches
+    expected = (h - h.mean(0)) / (h.var(0, unbiased=False) + 1e-6).sqrt()  # by hand, over the batch
+    out = BatchStandardized()(encoder, x)
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out.mean(0), torch.zeros(16, 16), atol=1e-5, rtol=0)
+    assert not out.requires_grad
