@@ -190,3 +190,15 @@ def test_the_exported_backbone_is_the_teacher(make_data, make_trainer, tmp_path)
     x = torch.randn(3, 1, 8, 8)
     torch.testing.assert_close(loaded(x), model.target.module.backbone.eval()(x))
     assert not torch.allclose(loaded(x), model.online.backbone.eval()(x))
+
+
+def test_the_targets_entropies_are_logged():
+    uniform, one_hot = torch.full((4, 8), 1 / 8), torch.eye(8)[[0, 1, 2, 3]]
+    logs = DINO.target_entropies(uniform)
+    torch.testing.assert_close(logs["teacher_entropy"], torch.log(torch.tensor(8.0)))
+    torch.testing.assert_close(logs["teacher_batch_entropy"], torch.log(torch.tensor(8.0)))
+    logs = DINO.target_entropies(one_hot)  # four different prototypes: sharp rows, a spread batch
+    torch.testing.assert_close(logs["teacher_entropy"], torch.tensor(0.0))
+    torch.testing.assert_close(logs["teacher_batch_entropy"], torch.log(torch.tensor(4.0)))
+    out = dino().compute_loss(crops())
+    assert set(out.logs) >= {"dino", "teacher_entropy", "teacher_batch_entropy"}

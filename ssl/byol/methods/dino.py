@@ -156,7 +156,7 @@ class DINO(Method):
             teacher_logits = teacher.projector(teacher_features)  # (G * B, K)
             targets = self.centering(teacher_logits, temperature)
         loss = dino_loss(student_logits, targets, g + l, g, self.student_temp)
-        logs = {"dino": loss.detach()}
+        logs = {"dino": loss.detach(), **self.target_entropies(targets)}
         self.centering.update(teacher_logits)
         if masks is not None:
             patch = self._patch_loss(student_tokens.patches, teacher_tokens.patches, masks, temperature)
@@ -167,6 +167,18 @@ class DINO(Method):
             loss = loss + self.koleo_weight * koleo
             logs["koleo"] = koleo.detach()
         return StepOutput(loss, teacher_features[:b], teacher_logits[:b], labels, logs)
+
+    @staticmethod
+    @torch.no_grad()
+    def target_entropies(targets: Tensor) -> dict[str, Tensor]:
+        """The two collapse signals of DINO's targets ``(N, K)``: ``teacher_entropy``, the mean entropy of a row
+        (0 when every target is one-hot), and ``teacher_batch_entropy``, the entropy of the batch's mean target
+        (0 when every row picks the same prototype). Both near ``log K``: uniform collapse, the failure that
+        centring alone drives towards; healthy training keeps the first well below the second."""
+        p = targets.float()
+        mean = p.mean(0)
+        return {"teacher_entropy": -(p * p.clamp_min(1e-12).log()).sum(-1).mean(),
+                "teacher_batch_entropy": -(mean * mean.clamp_min(1e-12).log()).sum()}
 
     def _draw_masks(self, global_crops: Tensor) -> MaskedPatches:
         grid = self.online.backbone.grid_size(*global_crops.shape[-2:])
