@@ -107,3 +107,30 @@ def test_outside_a_trainer_the_line_has_no_checkpoint_and_the_handlers_are_resto
 
 def test_interrupted_is_not_an_exception_so_except_exception_lets_it_through():
     assert not issubclass(Interrupted, Exception) and not issubclass(Interrupted, KeyboardInterrupt)
+
+
+def test_a_signal_during_a_checkpoint_write_waits_until_the_file_is_written(tmp_path):
+    """SIGTERM that arrives inside ``torch.save`` is delivered after the write: the file is whole and readable."""
+    import os
+
+    import torch
+
+    from byol.core.checkpoint_io import SafeCheckpointIO
+
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(len(list(tmp_path.iterdir()))))
+    try:
+        state = {"weights": torch.randn(64, 64)}
+
+        class SignalMidWrite(dict):  # pickled inside torch.save: the signal arrives half-way through the write
+            def __reduce__(self):
+                os.kill(os.getpid(), signal.SIGTERM)
+                assert received == []  # held back
+                return dict, (dict(self),)
+
+        SafeCheckpointIO().save_checkpoint({"state": SignalMidWrite(state)}, tmp_path / "last.ckpt")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert received == [1]  # delivered once, after last.ckpt was in place
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)  # the file is whole (its dict came via __reduce__)
+    torch.testing.assert_close(saved["state"]["weights"], state["weights"])

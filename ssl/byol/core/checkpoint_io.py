@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import pickletools
+import signal
+import threading
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +25,38 @@ class SafeCheckpointIO(TorchCheckpointIO):
       full disk mid-write leaves the previous ``last.ckpt`` intact, and a full
       disk is reported as such, with the path.
     - **Reads** go through :func:`read_checkpoint`: tensors and plain containers only.
+    - **SIGTERM and SIGINT** that arrive during a write wait until it is done (:func:`signals_deferred`): the
+      interrupted run stops after the checkpoint it was writing, never inside ``torch.save``.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        atomic_write(path, lambda f: torch.save(checkpoint, f))
+        with signals_deferred():
+            atomic_write(path, lambda f: torch.save(checkpoint, f))
+
+
+@contextmanager
+def signals_deferred(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+    """Hold back ``signums`` while the block runs, then deliver them to the handlers that were installed.
+
+    A Python signal handler runs between any two bytecodes, so one that raises (Lightning's, ours in
+    :mod:`byol.core.signals`) can break out of ``torch.save`` half-way and leave its zip writer failing. Here the
+    handlers are replaced by a recorder for the block and the recorded signals are raised again after it. Only the
+    main thread can set handlers; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {signum: signal.signal(signum, lambda received, frame: pending.append(received)) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)
 
     def load_checkpoint(self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
         return read_checkpoint(path, map_location or "cpu")
