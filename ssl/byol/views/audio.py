@@ -133,20 +133,25 @@ class BYOLAViews(nn.Module):
         pre-normalisation; ``None`` leaves the statistics unchanged. The batch is pushed into the mixup memory
         after both views are drawn.
         """
-        epoch = self.epoch if epoch is None else epoch
-        if waveforms.ndim != 2 or waveforms.shape[1] != self.segment_samples:
-            raise ValueError(f"expected waveforms (B, {self.segment_samples}) (segment_seconds at sample_rate), "
-                             f"got {tuple(waveforms.shape)}: the dataset's segment must match the views'")
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            lms = self.front_end(waveforms)
-            if epoch is not None:
-                self.pre_norm.update(lms, epoch)
-            x = self.pre_norm(lms)
+            x = self.pre_normalised(waveforms, epoch)
             v1, v2 = self.augment(x), self.augment(x)
             if self.mixup is not None:
                 self.mixup.remember(x)
             both = self.post_norm(torch.cat([v1, v2]))
             return both[: len(x)], both[len(x) :]
+
+    def pre_normalised(self, waveforms: Tensor, epoch: int | None = None) -> Tensor:
+        """Training segments ``(B, segment_samples)`` to pre-normalised log-mels ``(B, 1, F, T)``, updating a running
+        pre-normalisation with them during its epochs (``epoch``: default the one :meth:`set_epoch` gave)."""
+        epoch = self.epoch if epoch is None else epoch
+        if waveforms.ndim != 2 or waveforms.shape[1] != self.segment_samples:
+            raise ValueError(f"expected waveforms (B, {self.segment_samples}) (segment_seconds at sample_rate), "
+                             f"got {tuple(waveforms.shape)}: the dataset's segment must match the views'")
+        lms = self.front_end(waveforms)
+        if epoch is not None:
+            self.pre_norm.update(lms, epoch)
+        return self.pre_norm(lms)
 
     def preprocess(self, waveforms: Tensor) -> Tensor:
         """The deterministic evaluation transform: pre-normalised log-mels ``(B, 1, F, T')`` of ``(B, L')``."""

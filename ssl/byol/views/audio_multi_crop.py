@@ -157,15 +157,8 @@ class DINOAudioViews(BYOLAViews):
         ``epoch`` as for :meth:`BYOLAViews.forward` (the running pre-normalisation); the batch is pushed into the
         mixup memory after every crop is drawn.
         """
-        epoch = self.epoch if epoch is None else epoch
-        if waveforms.ndim != 2 or waveforms.shape[1] != self.segment_samples:
-            raise ValueError(f"expected waveforms (B, {self.segment_samples}) (segment_seconds at sample_rate), "
-                             f"got {tuple(waveforms.shape)}: the dataset's segment must match the views'")
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            lms = self.front_end(waveforms)
-            if epoch is not None:
-                self.pre_norm.update(lms, epoch)
-            x = self.pre_norm(lms)
+            x = self.pre_normalised(waveforms, epoch)
             b = x.shape[0]
             rows = x.repeat(NUM_GLOBAL_CROPS + self.num_local_crops, 1, 1, 1)  # crop-major
             if self.mixup is not None:

@@ -70,12 +70,5 @@ class JEPAAudioViews(BYOLAViews):
         return self.shape
 
     def forward(self, waveforms: Tensor, epoch: int | None = None) -> Tensor:
-        epoch = self.epoch if epoch is None else epoch
-        if waveforms.ndim != 2 or waveforms.shape[1] != self.segment_samples:
-            raise ValueError(f"expected waveforms (B, {self.segment_samples}) (segment_seconds at sample_rate), "
-                             f"got {tuple(waveforms.shape)}: the dataset's segment must match the views'")
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            lms = self.front_end(waveforms)
-            if epoch is not None:
-                self.pre_norm.update(lms, epoch)
-            return self.pre_norm(lms)
+            return self.pre_normalised(waveforms, epoch)
