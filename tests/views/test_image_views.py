@@ -190,41 +190,6 @@ def test_default_blur_kernel_size() -> None:
     assert kernel == 23
 
 
-def _crop_with_params(size: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw per-sample crops with the views' crop op; return the output and the crops' ``(B, 4, 2)`` corners."""
-    from byol.views.image import _RandomResizedCrop
-
-    crop = _RandomResizedCrop((size, size), scale=(0.05, 1.0), resample="bilinear", align_corners=False)
-    torch.manual_seed(0)
-    out = crop(x)
-    return out, crop._params["src"]
-
-
-def test_batched_crop_enlarging_is_bilinear_sampling_of_each_crop_box() -> None:
-    """Enlarged crops: output pixel ``j`` samples the image bilinearly at the centre of its footprint in the crop
-    box ``[x0, x1 + 1)`` (continuous coordinates, pixel ``i`` covering ``[i, i + 1)``); reference: grid_sample."""
-    x = torch.rand(6, 3, 20, 20, generator=torch.Generator().manual_seed(0))
-    out, corners = _crop_with_params(24, x)  # every crop is at most 20 px: enlarged
-    for i in range(len(x)):
-        (x0, y0), (x1, y1) = corners[i].amin(0).tolist(), corners[i].amax(0).tolist()
-        centres = (torch.arange(24) + 0.5) / 24
-        u, v = x0 + centres * (x1 + 1 - x0), y0 + centres * (y1 + 1 - y0)  # pixel coordinates
-        gy, gx = torch.meshgrid(v / 20 * 2 - 1, u / 20 * 2 - 1, indexing="ij")
-        grid = torch.stack([gx, gy], dim=-1)[None]
-        ref = torch.nn.functional.grid_sample(x[i : i + 1], grid, mode="bilinear", padding_mode="border",
-                                              align_corners=False)
-        torch.testing.assert_close(out[i : i + 1], ref, atol=1e-5, rtol=0)
-    assert len({tuple(c.flatten().tolist()) for c in corners}) == len(x)  # a crop of its own per sample
-
-
-def test_batched_crop_halving_averages_2x2_blocks() -> None:
-    from byol.views.image import _RandomResizedCrop
-
-    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-    crop = _RandomResizedCrop((8, 8), scale=(1.0, 1.0), ratio=(1.0, 1.0))
-    torch.testing.assert_close(crop(x), torch.nn.functional.avg_pool2d(x, 2), atol=1e-6, rtol=0)
-
-
 def test_gaussian_blur_matches_torchvision_per_sample() -> None:
     import torchvision.transforms.v2.functional as TF
 
@@ -251,25 +216,3 @@ def test_random_blur_draws_sigma_per_sample_and_checks_its_arguments() -> None:
         _RandomGaussianBlur(4, (0.1, 2.0), p=1.0)
     with pytest.raises(ValueError, match="blur_sigma"):
         _RandomGaussianBlur(5, (0.0, 2.0), p=1.0)
-
-
-def test_crops_shrunk_a_lot_are_box_averaged_first_and_grouping_keeps_each_samples_crop() -> None:
-    from byol.views.image import _RandomResizedCrop
-
-    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
-    whole = _RandomResizedCrop((16, 16), scale=(1.0, 1.0), ratio=(1.0, 1.0))  # shrunk 4x: pooled by 4
-    torch.testing.assert_close(whole(x), torch.nn.functional.avg_pool2d(x, 4), atol=1e-6, rtol=0)
-    torch.manual_seed(0)
-    crop = _RandomResizedCrop((12, 12), scale=(0.02, 1.0))  # shrink factors from < 1 to 5: several groups
-    x = torch.rand(16, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    out = crop(x)
-    corners = crop._params["src"]
-    first, last = corners.amin(1), corners.amax(1) + 1
-    pools = set()
-    for i in range(len(x)):
-        shrink = min((last[i, 0] - first[i, 0]).item() / 12, (last[i, 1] - first[i, 1]).item() / 12)
-        p = int(min(max(shrink // 1, 1), crop.max_prepool))
-        pools.add(p)
-        alone = crop._resize(x[i : i + 1], first[i : i + 1] / p, last[i : i + 1] / p, p, (12, 12))
-        torch.testing.assert_close(out[i : i + 1], alone, atol=1e-6, rtol=0)
-    assert len(pools) >= 3

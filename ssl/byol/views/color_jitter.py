@@ -50,47 +50,34 @@ def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
     return (f * x).add_((1 - f) * grayscale(x)).clamp_(0, 1)
 
 
-def rgb_to_hsv(x: Tensor) -> Tensor:
-    """RGB ``(B, 3, H, W)`` in ``[0, 1]`` to HSV with every channel in ``[0, 1]`` (hue 0 where the pixel is grey)."""
-    r, g, b = x.unbind(1)
-    value, argmax = x.max(dim=1)
-    chroma = value - x.min(dim=1).values
-    grey = chroma == 0
-    safe = torch.where(grey, torch.ones_like(chroma), chroma)
-    hue = torch.where(argmax == 0, (g - b) / safe, torch.where(argmax == 1, 2 + (b - r) / safe, 4 + (r - g) / safe))
-    hue = torch.where(grey, torch.zeros_like(hue), torch.remainder(hue / 6, 1.0))
-    saturation = chroma / torch.where(value > 0, value, torch.ones_like(value))  # chroma is 0 where value is
-    return torch.stack([hue, saturation, value], dim=1)
-
-
-def hsv_to_rgb(hsv: Tensor) -> Tensor:
-    """HSV ``(B, 3, H, W)`` with channels in ``[0, 1]`` to RGB: channel ``n`` in (R, G, B) = (5, 3, 1) is
-    ``v - v s clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6 h) mod 6``."""
-    hue, saturation, value = hsv.unbind(1)
-    n = torch.arange(5, 0, -2, device=hsv.device, dtype=hsv.dtype).view(1, 3, 1, 1)  # made on the device
-    k = torch.remainder(n + 6 * hue.unsqueeze(1), 6)
-    ramp = torch.minimum(k, 4 - k).clamp(0, 1)
-    return value.unsqueeze(1) * (1 - saturation.unsqueeze(1) * ramp)
-
-
 def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
-    """Rotate the hue by ``shift`` ``(B,)`` turns (``[-0.5, 0.5]``), keeping saturation and value.
+    """Rotate the hue of RGB images ``(B, 3, H, W)`` by ``shift`` ``(B,)`` turns (``[-0.5, 0.5]``), keeping HSV
+    saturation and value (torchvision's ``adjust_hue``: RGB -> HSV, shift, HSV -> RGB), in fewer passes.
 
-    :func:`rgb_to_hsv`, the shift and :func:`hsv_to_rgb` fused into fewer passes: with value ``V = max``, chroma
-    ``C = max - min`` (``= V s``) and the hue in sixths ``h6``, channel ``n`` in (R, G, B) = (5, 3, 1) becomes
-    ``V - C clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + h6 + 6 shift) mod 6``. Grey pixels (``C = 0``) stay
-    ``V`` whatever their hue, so their division guard's value does not matter.
+    With value ``V = max``, chroma ``C = V - min`` and the hue ``h`` in sixths of a turn (the HSV hexagon), channel
+    ``n`` in (R, G, B) = (5, 3, 1) of the result is ``V - C ramp(h + 6 shift + n)`` with the tent
+    ``ramp(k) = clamp(min(k, 4 - k), 0, 1)`` of period 6. Written with float masks and per-plane arithmetic only:
+    on a CPU ``torch.where``, boolean masks, ``max(dim)`` and ``remainder`` cost several times a multiply per
+    element. Grey pixels (``C = 0``) stay ``V`` whatever their hue, so their division guard's value does not
+    matter; where two channels tie for the maximum, the hexagon's sectors agree, so either sector's formula holds.
     """
     r, g, b = x.unbind(1)
     value = torch.maximum(torch.maximum(r, g), b)
     chroma = value - torch.minimum(torch.minimum(r, g), b)
-    safe = torch.where(chroma > 0, chroma, 1.0)
-    sixths = torch.where(value == r, (g - b) / safe, torch.where(value == g, (b - r) / safe + 2, (r - g) / safe + 4))
-    sixths = sixths.add_(6 * shift.view(-1, 1, 1)).unsqueeze(1)
-    n = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)  # made on the device
-    k = torch.remainder(sixths + n, 6)
-    ramp = torch.minimum(k, 4 - k).clamp_(0, 1)
-    return value.unsqueeze(1) - chroma.unsqueeze(1) * ramp
+    is_r = (r == value).to(x.dtype)  # red is the maximum
+    is_g = (g == value).to(x.dtype).mul_(1 - is_r)  # green is, and red is not
+    is_b = 1 - is_r - is_g
+    # hue in sixths: (g - b) / C, 2 + (b - r) / C or 4 + (r - g) / C by the sector of the maximum, then shifted
+    sixths = (g - b).mul_(is_r).add_((b - r).add_(chroma, alpha=2).mul_(is_g))
+    sixths = sixths.add_((r - g).add_(chroma, alpha=4).mul_(is_b)).div_(chroma.clamp(min=1e-30))
+    sixths = sixths.add_(6 * shift.view(-1, 1, 1))
+    sixths = sixths.sub_(torch.floor(sixths * (1 / 6)).mul_(6))  # in [0, 6)
+    out = torch.empty_like(x)
+    for channel, n in enumerate((5.0, 3.0, 1.0)):
+        k = sixths + n  # in [1, 11): the tent and its next period
+        ramp = torch.minimum(k, 4 - k).clamp_(0, 1).add_(torch.minimum(k - 6, 10 - k).clamp_(0, 1))
+        torch.addcmul(value, chroma, ramp, value=-1, out=out[:, channel])
+    return out
 
 
 ADJUSTMENTS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)

@@ -32,10 +32,10 @@ import kornia.augmentation as K
 import torch
 from kornia.geometry.transform import resize
 from torch import Tensor, nn
-from torchvision.ops import roi_align
 
 from .color_jitter import RandomColorJitter, grayscale
 from .random_apply import apply_with_probability
+from .resized_crop import resize_crops
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,87 +49,25 @@ def default_blur_kernel_size(size: int) -> int:
 
 
 class _RandomResizedCrop(K.RandomResizedCrop):
-    """kornia's ``RandomResizedCrop`` parameters (per-sample area and aspect ratio), every crop resized in one call
-    per shrink factor.
-
-    Crops of different sizes are resized together by ``torchvision.ops.roi_align``: each output pixel averages
-    ``ceil(crop side / output side)`` bilinear samples per axis over its footprint, i.e. plain bilinear
-    interpolation when a crop is enlarged and an area (box-filter) average when it is shrunk, so shrunk crops are
-    anti-aliased as torchvision's ``RandomResizedCrop`` does for tensors. A crop shrunk by ``p >= 2`` or more on
-    both axes is first box-averaged by ``p`` (``avg_pool2d``, one cheap pass) so that ``roi_align`` takes fewer
-    samples per pixel: the same area average, at a fraction of the cost when shrinking a lot (96 px crops from
-    256 px images). Crops are grouped by ``p`` (at most ``max_prepool`` groups); the crop corners are drawn on the
-    host, so grouping reads nothing from the device. One ``roi_align`` per group instead of a Python loop of one
-    resize per sample (kornia's slice mode), which costs a kernel launch per image on a GPU. :meth:`crops` draws
-    several crops of every image in the same way (multi-crop views).
+    """kornia's ``RandomResizedCrop`` parameters (per-sample area and aspect ratio, integer boxes drawn on the
+    host), every crop resized by :func:`byol.views.resized_crop.resize_crops`: antialiased bilinear, as
+    torchvision's ``RandomResizedCrop`` on tensors, from uint8 or ``[0, 1]`` float images to ``[0, 1]`` float.
+    :meth:`crops` draws several crops of every image (multi-crop views). The parameters of the last call are kept
+    in ``_params`` as kornia's ``forward`` keeps them.
     """
 
-    max_prepool = 4
-
-    def apply_transform(
-        self, input: Tensor, params: dict[str, Tensor], flags: dict[str, Any], transform: Tensor | None = None
-    ) -> Tensor:
-        return self._crop_resize(input, params["src"], flags["size"])
+    def forward(self, images: Tensor) -> Tensor:
+        """One crop of each of ``images`` ``(B, C, H, W)``: ``(B, C, h, w)`` float in ``[0, 1]``."""
+        return self.crops(images, 1)
 
     def crops(self, images: Tensor, repeats: int) -> Tensor:
         """``repeats`` crops of each of ``images`` ``(B, C, H, W)``, each with its own parameters, crop-major:
-        ``(repeats * B, C, h, w)`` whose row ``i * B + b`` is crop ``i`` of image ``b`` (multi-crop views).
-
-        One batch of ``repeats * B`` crop parameters and one ``roi_align`` per shrink group, as :meth:`forward`;
-        the images are not copied ``repeats`` times: each crop's box points at its source image. The parameters
-        are kept in ``_params`` as kornia's ``forward`` keeps them.
-        """
-        b, c = images.shape[:2]
-        out_h, out_w = (int(v) for v in self.flags["size"])
-        params = self.forward_parameters(torch.Size((repeats * b, *images.shape[1:])))
-        self._params = params
-        if repeats * b == 0:
-            return images.new_empty((0, c, out_h, out_w))
-        source = torch.arange(repeats * b) % b  # on the host, like the corners
-        return self._crop_resize(images, params["src"], (out_h, out_w), source)
-
-    def _crop_resize(
-        self, input: Tensor, corners: Tensor, size: tuple[int, int], source: Tensor | None = None
-    ) -> Tensor:
-        """Crops with ``corners`` ``(N, 4, 2)`` of ``input`` resized to ``size``; crop ``k`` is taken from row
-        ``source[k]`` of ``input`` (a host index ``(N,)``; ``None``: row ``k``)."""
-        # corners: x, y of each crop's corners, drawn by kornia on the host
-        first, last = corners.amin(dim=1), corners.amax(dim=1) + 1  # pixel i covers [i, i + 1)
-        out_h, out_w = (int(v) for v in size)
-        if corners.device.type != "cpu":  # drawn on the device: no host grouping (it would read them back)
-            return self._resize(input, first.to(input.dtype), last.to(input.dtype), 1, (out_h, out_w), source)
-        shrink = torch.minimum((last[:, 0] - first[:, 0]) / out_w, (last[:, 1] - first[:, 1]) / out_h)
-        prepool = shrink.floor().clamp(1, self.max_prepool).long()  # (N,) on the host
-        order = torch.argsort(prepool, stable=True)
-        counts = torch.bincount(prepool, minlength=self.max_prepool + 1).tolist()  # host tensor: no device read
-        device_order = order.to(input.device, non_blocking=True)
-        parts, start = [], 0
-        for p, n in enumerate(counts):
-            if n == 0:
-                continue
-            rows = order[start : start + n]
-            if source is None:  # the group's own rows, pooled alone
-                part, index = input.index_select(0, device_order[start : start + n]), None
-            else:  # boxes pointing into the (pooled) source images: no copy per crop
-                part, index = input, source[rows]
-            parts.append(self._resize(part, first[rows] / p, last[rows] / p, p, (out_h, out_w), index))
-            start += n
-        resized = torch.cat(parts) if len(parts) > 1 else parts[0]
-        return resized.index_select(0, torch.argsort(order).to(input.device, non_blocking=True))
-
-    @staticmethod
-    def _resize(
-        images: Tensor, first: Tensor, last: Tensor, prepool: int, size: tuple[int, int], index: Tensor | None = None
-    ) -> Tensor:
-        """Crops ``[first, last)`` (``(n, 2)`` x, y, in units of the ``prepool``-times box-averaged images) of
-        ``images`` ``(N, C, H, W)``, resized to ``size`` by ``roi_align``; crop ``k`` is taken from image
-        ``index[k]`` (``(n,)``; ``None``: image ``k``)."""
-        if prepool > 1:
-            images = nn.functional.avg_pool2d(images, prepool, ceil_mode=True, count_include_pad=False)
-        index = torch.arange(len(first), device=first.device) if index is None else index
-        index = index.to(first.device, first.dtype)[:, None]
-        boxes = torch.cat([index, first, last], dim=1).to(images.device, images.dtype, non_blocking=True)
-        return roi_align(images, boxes, output_size=size, sampling_ratio=-1, aligned=True)
+        ``(repeats * B, C, h, w)`` whose row ``i * B + b`` is crop ``i`` of image ``b``; the images are not copied
+        per crop."""
+        self._params = self.forward_parameters(torch.Size((repeats * images.shape[0], *images.shape[1:])))
+        corners = self._params["src"]  # (N, 4, 2) x, y of each crop's corners, pixel i covering [i, i + 1)
+        boxes = torch.cat([corners.amin(dim=1), corners.amax(dim=1) + 1], dim=1)
+        return resize_crops(images, boxes, tuple(int(v) for v in self.flags["size"]))
 
 
 def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
@@ -188,8 +126,9 @@ class _RandomSolarize(nn.Module):
 
 
 def solarize(x: Tensor) -> Tensor:
-    """``x`` below 0.5, ``1 - x`` from 0.5 on, for ``[0, 1]`` images."""
-    return torch.where(x >= 0.5, 1 - x, x)
+    """``x`` below 0.5, ``1 - x`` from 0.5 on, for ``[0, 1]`` images: ``min(x, 1 - x)``, which is that (and
+    several times cheaper than a ``torch.where`` on a CPU)."""
+    return torch.minimum(x, 1 - x)
 
 
 class _RandomGrayscale(nn.Module):
@@ -295,8 +234,8 @@ class ImagePreprocess(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1), persistent=False)
 
-    def to_unit_float(self, images: Tensor) -> Tensor:
-        """Check uint8 ``(B, C, H, W)`` input with the expected channel count and scale it to ``[0, 1]``."""
+    def check(self, images: Tensor) -> Tensor:
+        """``images`` after checking that they are uint8 ``(B, C, H, W)`` with the expected channel count ``C``."""
         if images.dtype != torch.uint8:
             raise TypeError(f"expected uint8 images, got {images.dtype}: the dataset must yield uint8 tensors")
         if images.ndim != 4:
@@ -305,7 +244,11 @@ class ImagePreprocess(nn.Module):
             raise ValueError(
                 f"images have {images.shape[1]} channels but mean/std have {self.mean.numel()} entries"
             )
-        return images.float() / 255
+        return images
+
+    def to_unit_float(self, images: Tensor) -> Tensor:
+        """Checked uint8 ``(B, C, H, W)`` images (see :meth:`check`) scaled to ``[0, 1]``."""
+        return self.check(images).float() / 255
 
     def normalise(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.std
@@ -405,7 +348,7 @@ class BYOLImageViews(nn.Module):
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Two augmented, normalised float32 views ``(B, C, size, size)`` of uint8 images ``(B, C, H, W)``."""
         with torch.autocast(device_type=images.device.type, enabled=False):
-            x = self.preprocessing.to_unit_float(images)
+            x = self.preprocessing.check(images)  # uint8: the crops are resized from it, then made float
             return self.preprocessing.normalise(self.view1(x)), self.preprocessing.normalise(self.view2(x))
 
     def preprocess(self, images: Tensor) -> Tensor:

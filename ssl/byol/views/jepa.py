@@ -44,7 +44,7 @@ class JEPAImageViews(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         with torch.autocast(device_type=images.device.type, enabled=False):
-            return self.preprocessing.normalise(self.view(self.preprocessing.to_unit_float(images)))
+            return self.preprocessing.normalise(self.view(self.preprocessing.check(images)))
 
     def preprocess(self, images: Tensor) -> Tensor:
         """The deterministic evaluation transform (see :class:`ImagePreprocess`)."""

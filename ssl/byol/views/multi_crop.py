@@ -20,8 +20,8 @@ last. Crop aspect ratios are log-uniform in ``[3/4, 4/3]``. Global crops of area
 (Caron et al. 2020), which the reference's README uses for ResNet-50 and its ``--help`` recommends without local
 crops. The reference's default is 8 local crops; the paper's best ViT-S/16 result uses 10.
 
-NOTE: the reference resizes crops bicubically with PIL; here every crop is resized by ``roi_align`` (bilinear when
-enlarging, an area average when shrinking, see :class:`byol.views.image._RandomResizedCrop`), as the BYOL views do.
+NOTE: the reference resizes crops bicubically with PIL; here every crop is resized bilinearly with antialiasing
+(:mod:`byol.views.resized_crop`, torchvision's ``resized_crop`` on tensors), as the BYOL views do.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ class DINOImageViews(nn.Module):
         ``(2 * B, C, global_size, global_size)`` and local crops ``(num_local_crops * B, C, local_size,
         local_size)``, crop-major (row ``i * B + b`` is crop ``i`` of image ``b``)."""
         with torch.autocast(device_type=images.device.type, enabled=False):
-            x = self.preprocessing.to_unit_float(images)
+            x = self.preprocessing.check(images)  # uint8: the crops are resized from it
             b = x.shape[0]
             crops = multi_crop(self.global_view, x, NUM_GLOBAL_CROPS)
             # blur and solarize per global crop, each half normalised into its rows of the output (the crops may
