@@ -63,6 +63,7 @@ from torchvision.transforms import v2
 
 from byol import BYOL, TJEPA, TimmBackbone
 from byol.core import ema_update
+from byol.core.host_memory import reuse_freed_host_memory
 from byol.data import DataModule, ImageFolder
 from byol.losses import symmetric_byol_loss
 from byol.methods.tjepa import jepa_loss
@@ -1125,6 +1126,9 @@ def parse_args() -> argparse.Namespace:
                         help="torch CPU threads (default: OMP_NUM_THREADS, else the cores not busy with other work)")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="DataLoader workers")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    parser.add_argument("--reuse-host-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="keep freed host memory for reuse, as `byol` does (byol.core.host_memory); "
+                             "--no-reuse-host-memory measures glibc's default")
     parser.add_argument("--profile", action="store_true",
                         help="views and loader sections: also write torch.profiler tables next to --out")
     args = parser.parse_args()
@@ -1142,6 +1146,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     args = parse_args()
+    reused = reuse_freed_host_memory() if args.reuse_host_memory else False
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
@@ -1152,9 +1157,10 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     ctx = Context(device, sizes_for(device, quick), args.workers, out.parent if args.profile else None)
     meta = machine(device, torch.get_num_threads())
-    meta["load_average_before"] = os.getloadavg()
+    meta.update(load_average_before=os.getloadavg(), host_memory_reused=reused)
     console.print(f"byol benchmarks on {meta['device']} ({meta['threads']} threads, {ctx.workers} workers, "
-                  f"{'quick' if quick else 'full'} sizes), load average {meta['load_average_before'][0]:.2f}")
+                  f"{'quick' if quick else 'full'} sizes), load average {meta['load_average_before'][0]:.2f}, "
+                  f"freed host memory {'reused' if reused else 'returned (glibc default)'}")
     start, rows, seconds = time.perf_counter(), [], {}
     for name in (s for s in SECTIONS if s in args.only.split(",")):
         console.print(f"[bold]{name}[/] ...")

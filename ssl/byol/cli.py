@@ -32,6 +32,7 @@ from lightning.pytorch.cli import LightningCLI
 from torch.utils.data import Dataset
 
 from .core.base import Method
+from .core.host_memory import reuse_freed_host_memory
 from .core.signals import NoteCheckpointOnInterrupt, exit_on_interrupt
 from .data.datamodule import DataModule
 from .eval.protocols import eval_audio, eval_tabular, knn_eval, linear_eval
@@ -63,6 +64,7 @@ class ByolCLI(LightningCLI):
         kwargs["trainer_defaults"] = {**defaults, "callbacks": [*callbacks, NoteCheckpointOnInterrupt()]}
         # Methods make views in on_after_batch_transfer on purpose; Lightning warns about that with a datamodule.
         warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer`")
+        reuse_freed_host_memory()
         super().__init__(
             Method,
             DataModule,

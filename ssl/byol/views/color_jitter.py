@@ -54,10 +54,12 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     """Rotate the hue of RGB images ``(B, 3, H, W)`` by ``shift`` ``(B,)`` turns (``[-0.5, 0.5]``), keeping HSV
     saturation and value (torchvision's ``adjust_hue``: RGB -> HSV, shift, HSV -> RGB), in fewer passes.
 
-    With value ``V = max``, chroma ``C = V - min`` and the hue ``h`` in sixths of a turn (the HSV hexagon), channel
-    ``n`` in (R, G, B) = (5, 3, 1) of the result is ``V - C ramp(h + 6 shift + n)`` with the tent
-    ``ramp(k) = clamp(min(k, 4 - k), 0, 1)`` of period 6. Written with float masks and per-plane arithmetic only:
-    on a CPU ``torch.where``, boolean masks, ``max(dim)`` and ``remainder`` cost several times a multiply per
+    With value ``V = max``, chroma ``C = V - min`` and the shifted hue ``h`` in sixths of a turn (the HSV hexagon,
+    reduced to ``[0, 6)``), channel ``n`` in (R, G, B) = (5, 3, 1) of the result is ``V - C ramp(h + n)``, with the
+    tent ``ramp(k) = clamp(2 - |k - 2|, 0, 1)`` repeated every 6. Over ``h`` in ``[0, 6)``, ``|k - 2|`` to the
+    nearest tent is ``|h - 3|`` for red, ``min(h + 1, |h - 5|)`` for green and ``min(|h - 1|, 7 - h)`` for blue,
+    and ``V - C clamp(2 - d, 0, 1) = (V - 2C) + C clamp(d, 1, 2)``. Written with float masks and per-plane
+    arithmetic only: on a CPU ``torch.where``, ``max(dim)`` and ``remainder`` cost several times a multiply per
     element. Grey pixels (``C = 0``) stay ``V`` whatever their hue, so their division guard's value does not
     matter; where two channels tie for the maximum, the hexagon's sectors agree, so either sector's formula holds.
     """
@@ -68,15 +70,19 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     is_g = (g == value).to(x.dtype).mul_(1 - is_r)  # green is, and red is not
     is_b = 1 - is_r - is_g
     # hue in sixths: (g - b) / C, 2 + (b - r) / C or 4 + (r - g) / C by the sector of the maximum, then shifted
-    sixths = (g - b).mul_(is_r).add_((b - r).add_(chroma, alpha=2).mul_(is_g))
-    sixths = sixths.add_((r - g).add_(chroma, alpha=4).mul_(is_b)).div_(chroma.clamp(min=1e-30))
-    sixths = sixths.add_(6 * shift.view(-1, 1, 1))
-    sixths = sixths.sub_(torch.floor(sixths * (1 / 6)).mul_(6))  # in [0, 6)
+    h = (g - b).mul_(is_r).add_((b - r).add_(chroma, alpha=2).mul_(is_g))
+    h = h.add_((r - g).add_(chroma, alpha=4).mul_(is_b)).div_(chroma.clamp(min=1e-30))
+    h = h.add_(6 * shift.view(-1, 1, 1))
+    h = h.sub_(torch.floor(h * (1 / 6)).mul_(6))  # in [0, 6)
+    base = value.sub_(chroma, alpha=2)  # V - 2C (value is not needed any more)
+    distance = (
+        (h - 3).abs_(),
+        torch.minimum(h + 1, (h - 5).abs_()),
+        torch.minimum((h - 1).abs_(), 7 - h),
+    )
     out = torch.empty_like(x)
-    for channel, n in enumerate((5.0, 3.0, 1.0)):
-        k = sixths + n  # in [1, 11): the tent and its next period
-        ramp = torch.minimum(k, 4 - k).clamp_(0, 1).add_(torch.minimum(k - 6, 10 - k).clamp_(0, 1))
-        torch.addcmul(value, chroma, ramp, value=-1, out=out[:, channel])
+    for channel, d in enumerate(distance):
+        torch.addcmul(base, chroma, d.clamp_(1, 2), out=out[:, channel])
     return out
 
 
