@@ -7,6 +7,7 @@
 Sections (``--only``, comma-separated):
 
     ema      fused EMA update (``byol.core.ema_update``) vs a per-parameter Python loop, ResNet-18/50 + projector
+    lars     timm's LARS step as the recipes set it, multi-tensor (its CUDA default) vs per parameter (its CPU one)
     views    our views on the device vs the same recipe per sample: torchvision v2 and lightly's BYOLTransform
              (one thread each on a CPU; in workers on a GPU), at 32, 96 and 224 px
     step     BYOL training step (views, forward, backward, optimizer, EMA): fp32/bf16, channels_last, torch.compile;
@@ -50,6 +51,7 @@ from typing import Any
 import kornia
 import lightning as L
 import timm
+from timm.optim import Lars
 import torch
 import torchaudio
 import torchvision
@@ -73,7 +75,7 @@ from byol.views import BYOLAViews, BYOLImageViews, SmallImageViews
 from byol.views.image import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, default_blur_kernel_size
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("ema", "views", "step", "e2e", "loader", "audio", "tabular")
+SECTIONS = ("ema", "lars", "views", "step", "e2e", "loader", "audio", "tabular")
 console = Console(width=None if sys.stdout.isatty() else 200)  # a log file gets the whole table
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from the vendors' data sheets, matched by substring of the
@@ -383,6 +385,34 @@ def bench_ema(ctx: Context) -> list[dict]:
                         1e3 * timings["fused"].median, 1e3 * timings["loop"].median, lower_is_better=True,
                         config=config))
         del model
+    return rows
+
+
+# ----- (a2) LARS -----------------------------------------------------------------------------------------------
+def bench_lars(ctx: Context) -> list[dict]:
+    """Time per optimizer step of timm's ``Lars`` with the CIFAR recipes' settings (momentum 0.9, weight decay 1e-5,
+    trust coefficient 0.02, clipping) on BYOL's online network: the multi-tensor path (timm's default on CUDA)
+    against the per-parameter loop (its default on a CPU). Gradients are fixed random tensors."""
+    rows = []
+    for name in ("resnet18", "resnet50"):
+        online = BYOL(TimmBackbone(name), BYOLImageViews(224)).online.to(ctx.device)
+        optimizers = {}
+        for foreach in (True, False):
+            params = [p.detach().clone().requires_grad_(True) for p in online.parameters()]
+            g = torch.Generator(device=ctx.device).manual_seed(0)
+            for p in params:
+                p.grad = torch.randn(p.shape, device=ctx.device, generator=g)
+            optimizers[foreach] = Lars(params, lr=1.0, momentum=0.9, weight_decay=1e-5, trust_coeff=0.02,
+                                       trust_clip=True, foreach=foreach)
+        timings = compare({"foreach": optimizers[True].step, "loop": optimizers[False].step}, ctx.device,
+                          ctx.sizes.ema_repeats, 3)
+        tensors = len(optimizers[True].param_groups[0]["params"])
+        config = {"model": name, "tensors": tensors, "repeats": ctx.sizes.ema_repeats,
+                  "times_s": {k: t.times_s for k, t in timings.items()}}
+        rows.append(row("lars", f"{name} + projector ({tensors} tensors), multi-tensor vs per parameter", "ms/step",
+                        1e3 * timings["foreach"].median, 1e3 * timings["loop"].median, lower_is_better=True,
+                        config=config))
+        del online, optimizers
     return rows
 
 
@@ -1015,7 +1045,7 @@ def bench_tabular(ctx: Context) -> list[dict]:
 
 
 BENCHES: dict[str, Callable[[Context], list[dict]]] = {
-    "ema": bench_ema, "views": bench_views, "step": bench_step, "e2e": bench_e2e, "loader": bench_loader,
+    "ema": bench_ema, "lars": bench_lars, "views": bench_views, "step": bench_step, "e2e": bench_e2e, "loader": bench_loader,
     "audio": bench_audio, "tabular": bench_tabular,
 }
 

@@ -196,3 +196,28 @@ def test_a_training_step_never_waits_for_the_gpu(make_model, rgb):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()
+
+
+def test_timms_lars_takes_its_multi_tensor_path_on_cuda_and_matches_the_loop():
+    """The recipes' LARS (timm's ``Lars``, foreach left to its default) runs the multi-tensor update on CUDA, which
+    gives the per-parameter loop's parameters after a few steps."""
+    from timm.optim import Lars
+    from timm.optim._helpers import _resolve_foreach
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    shapes = [(64, 3, 3, 3), (64,), (256, 64), (256,)]
+    start = [torch.randn(s, device="cuda", generator=g) for s in shapes]
+    grads = [[torch.randn(s, device="cuda", generator=g) for s in shapes] for _ in range(3)]
+    results = {}
+    for foreach in (None, False):
+        params = [p.clone().requires_grad_(True) for p in start]
+        opt = Lars(params, lr=1.0, momentum=0.9, weight_decay=1e-5, trust_coeff=0.02, trust_clip=True, foreach=foreach)
+        if foreach is None:
+            assert _resolve_foreach(None, params=params)
+        for step in grads:
+            for p, grad in zip(params, step):
+                p.grad = grad.clone()
+            opt.step()
+        results[foreach] = params
+    for a, b in zip(results[None], results[False]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
