@@ -43,3 +43,21 @@ def test_audio_views_on_cuda_differ_per_sample():
     assert v1.device.type == "cuda" and v1.shape == (8, 1, *views.shape)
     assert torch.isfinite(v1).all() and torch.isfinite(v2).all()
     assert not torch.allclose(v1[0], v1[1]) and not torch.allclose(v1, v2)
+
+
+def test_crops_on_cuda_are_the_cpu_crops(monkeypatch):
+    """The batched weight-matrix resize on CUDA (exact fp32 matmuls) gives the CPU path's pixels, from uint8 images,
+    for the same boxes: within one level (the CPU's uint8 kernel rounds after each pass)."""
+    from byol.views.resized_crop import resize_crops
+
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (8, 3, 64, 48), dtype=torch.uint8, generator=g)
+    x0, y0 = torch.randint(0, 24, (16,), generator=g), torch.randint(0, 32, (16,), generator=g)
+    w, h = torch.randint(4, 25, (16,), generator=g), torch.randint(4, 33, (16,), generator=g)
+    boxes = torch.stack([x0, y0, x0 + w, y0 + h], dim=1)  # two crops of each image
+    for size in ((16, 16), (40, 40)):
+        cpu = resize_crops(images, boxes, size)
+        gpu = resize_crops(images.cuda(), boxes, size)
+        assert gpu.device.type == "cuda"
+        torch.testing.assert_close(gpu.cpu(), cpu, atol=1 / 255 + 1e-5, rtol=0)
