@@ -9,7 +9,8 @@ Sections (``--only``, comma-separated):
     ema      fused EMA update (``byol.core.ema_update``) vs a per-parameter Python loop, ResNet-18/50 + projector
     lars     timm's LARS step as the recipes set it, multi-tensor (its CUDA default) vs per parameter (its CPU one)
     views    our views on the device vs the same recipe per sample: torchvision v2 and lightly's BYOLTransform
-             (one thread each on a CPU; in workers on a GPU), at 32, 96 and 224 px
+             (one thread each on a CPU; in workers on a GPU), at 32, 96 and 224 px; DINO's multi-crop views vs
+             lightly's DINOTransform
     step     BYOL training step (views, forward, backward, optimizer, EMA): fp32/bf16, channels_last, torch.compile;
              peak memory, training FLOPs per image and achieved FLOP/s (fraction of peak on known GPUs)
     e2e      one epoch on CIFAR-10-sized uint8 data: byol.BYOL in a Lightning Trainer vs a plain loop with
@@ -71,7 +72,7 @@ from byol.losses import symmetric_byol_loss
 from byol.methods.tjepa import jepa_loss
 from byol.models.tabular import TabularTransformer, TJEPAPredictor
 from byol.models.tokens import gather_tokens
-from byol.views import BYOLAViews, BYOLImageViews, SmallImageViews
+from byol.views import BYOLAViews, BYOLImageViews, DINOImageViews, SmallImageViews
 from byol.views.image import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, default_blur_kernel_size
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,6 +92,7 @@ class Sizes:
     repeats: int  # timed rounds of the views, audio and tabular comparisons
     ema_repeats: int
     views: list[tuple[int, int, int]]  # (output px, batch, batches per timed pass)
+    multi_crop: tuple[int, int]  # DINO's multi-crop views: (batch, batches per timed pass)
     step_batch: dict[str, int]  # per model: images per training step
     step_repeats: dict[str, int]
     step_compile: tuple[str, ...]  # models whose torch.compile rows are measured
@@ -115,6 +117,7 @@ def sizes_for(device: torch.device, quick: bool) -> Sizes:
         return Sizes(
             repeats=5 if quick else 10, ema_repeats=50,
             views=[(32, 512, 4 if quick else 8), (96, 256, 2 if quick else 4), (224, 256, 2 if quick else 4)],
+            multi_crop=(128, 2 if quick else 4),
             step_batch={"resnet18": 512, "resnet50": 256}, step_repeats={"resnet18": 10, "resnet50": 10},
             step_compile=("resnet18", "resnet50"), e2e_images=10_000 if quick else 50_000, e2e_batch=512,
             e2e_epochs=1 if quick else 2, e2e_warmup_batches=20, audio_batch=256, audio_batches=8,
@@ -122,14 +125,14 @@ def sizes_for(device: torch.device, quick: bool) -> Sizes:
         )
     if quick:
         return Sizes(
-            repeats=3, ema_repeats=10, views=[(32, 64, 2), (96, 32, 2), (224, 8, 2)],
+            repeats=3, ema_repeats=10, views=[(32, 64, 2), (96, 32, 2), (224, 8, 2)], multi_crop=(8, 2),
             step_batch={"resnet18": 16, "resnet50": 2}, step_repeats={"resnet18": 3, "resnet50": 2},
             step_compile=("resnet18",), e2e_images=512, e2e_batch=64, e2e_epochs=2, e2e_warmup_batches=2,
             e2e_model_kwargs={"stem_width": 16, "channels": [16, 32, 64, 128]},
             audio_batch=64, audio_batches=2, tabular_batch=128, loader_steps=4, loader_rounds=1, loader_jpegs=16,
         )
     return Sizes(
-        repeats=5, ema_repeats=20, views=[(32, 256, 2), (96, 64, 2), (224, 32, 2)],
+        repeats=5, ema_repeats=20, views=[(32, 256, 2), (96, 64, 2), (224, 32, 2)], multi_crop=(16, 2),
         step_batch={"resnet18": 64, "resnet50": 8}, step_repeats={"resnet18": 5, "resnet50": 3},
         step_compile=("resnet18", "resnet50"), e2e_images=2048, e2e_batch=128, e2e_epochs=2, e2e_warmup_batches=2,
         audio_batch=128, audio_batches=4, tabular_batch=512, loader_steps=5, loader_rounds=2, loader_jpegs=64,
@@ -503,7 +506,58 @@ def bench_views(ctx: Context) -> list[dict]:
                 profile_views(views, images[:batch].to(ctx.device), ctx.device,
                               ctx.profile_dir / f"profile_views_{size}px.txt")
         del loaders  # stops the persistent workers
-    return rows
+    return rows + multi_crop_rows(ctx)
+
+
+def lightly_multi_crops() -> Callable | None:
+    """lightly's ``DINOTransform`` with DINO's 8 local crops (its default is 6; the rest of its defaults are the
+    recipe of :class:`DINOImageViews`); ``None`` without lightly."""
+    try:
+        from lightly.transforms.dino_transform import DINOTransform
+    except ImportError:
+        return None
+    return DINOTransform(n_local_views=8)
+
+
+class PILMultiCrops(PILImages):
+    """PIL images through lightly's ``DINOTransform``: an item is the list of its crops."""
+
+    def __getitem__(self, i: int) -> tuple:
+        return self.transform(self.images[i]), -1
+
+
+def multi_crop_rows(ctx: Context) -> list[dict]:
+    """Images/s of DINO's multi-crop views (2 x 224 px + 8 x 96 px from 256 px images): ``DINOImageViews`` on
+    the device vs lightly's ``DINOTransform`` per sample (PIL images, :func:`lightly_multi_crops`)."""
+    batch, batches = ctx.sizes.multi_crop
+    workers = ctx.workers if ctx.cuda else 0
+    where = f"lightly in {workers_text(workers)}" if ctx.cuda else "one thread each"
+    setting = f"DINO multi-crop, 2 x 224 + 8 x 96 px from 256 px, batch {batch}, vs lightly, {where}"
+    config = {"batch": batch, "batches": batches, "workers": workers, "threads": None if ctx.cuda else 1}
+    transform = lightly_multi_crops()
+    if transform is None:
+        return [skipped("views", setting, "lightly is not installed (pip install -e .[bench])", config)]
+    images = random_images(batch * batches, 256)
+    views = DINOImageViews().to(ctx.device)
+    data = {"ours": UInt8Images(images), "lightly": PILMultiCrops(images, transform)}
+    loaders = {name: DataLoader(d, batch_size=batch, num_workers=workers, drop_last=True,
+                                persistent_workers=workers > 0, pin_memory=ctx.cuda) for name, d in data.items()}
+
+    def ours() -> None:
+        for x, _ in loaders["ours"]:
+            views(x.to(ctx.device, non_blocking=True))
+
+    def lightly() -> None:
+        for crops, _ in loaders["lightly"]:
+            for c in crops:
+                c.to(ctx.device, non_blocking=True)
+
+    with threads(None if ctx.cuda else 1):
+        timings = compare({"ours": ours, "lightly": lightly}, ctx.device, ctx.sizes.repeats)
+    config["times_s"] = {k: t.times_s for k, t in timings.items()}
+    n = batch * batches
+    del loaders
+    return [row("views", setting, "img/s", n / timings["ours"].median, n / timings["lightly"].median, config=config)]
 
 
 def profile_views(views: nn.Module, images: torch.Tensor, device: torch.device, path: Path) -> None:

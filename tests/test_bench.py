@@ -26,7 +26,7 @@ def bench():
 
 def tiny_context(bench, profile_dir: Path | None = None):
     sizes = bench.Sizes(
-        repeats=1, ema_repeats=1, views=[(32, 4, 1)], step_batch={"resnet18": 2, "resnet50": 2},
+        repeats=1, ema_repeats=1, views=[(32, 4, 1)], multi_crop=(2, 1), step_batch={"resnet18": 2, "resnet50": 2},
         step_repeats={"resnet18": 1, "resnet50": 1}, step_compile=(), e2e_images=8, e2e_batch=4, e2e_epochs=1,
         e2e_warmup_batches=1, loader_steps=1, loader_rounds=1, loader_jpegs=3,
     )
@@ -43,15 +43,18 @@ def test_views_rows_compare_ours_with_torchvision_and_lightly_and_say_when_light
     ctx = tiny_context(bench, profile_dir=tmp_path)
     rows = bench.bench_views(ctx)
     assert "aten::" in (tmp_path / "profile_views_32px.txt").read_text()
-    assert [r["setting"].split(", vs ")[1].split(",")[0] for r in rows] == ["torchvision", "lightly"]
-    for r in rows:
+    assert [r["setting"].split(", vs ")[1].split(",")[0] for r in rows] == ["torchvision", "lightly", "lightly"]
+    assert rows[2]["setting"].startswith("DINO multi-crop")
+    for r, images in zip(rows, (4, 4, 2)):
         times = r["config"]["times_s"]
         name = r["setting"].split(", vs ")[1].split(",")[0]
-        assert r["ours"] == pytest.approx(4 / times["ours"][0]) and r["reference"] == pytest.approx(4 / times[name][0])
+        assert r["ours"] == pytest.approx(images / times["ours"][0])
+        assert r["reference"] == pytest.approx(images / times[name][0])
         assert r["config"]["threads"] == 1
     monkeypatch.setattr(bench, "lightly_views", lambda size: None)
+    monkeypatch.setattr(bench, "lightly_multi_crops", lambda: None)
     rows = bench.bench_views(ctx)
-    assert "ratio" in rows[0] and "lightly is not installed" in rows[1]["skipped"]
+    assert "ratio" in rows[0] and all("lightly is not installed" in r["skipped"] for r in rows[1:])
 
 
 def test_lightly_views_make_two_normalised_views_of_the_recipe_size(bench):
